@@ -1,0 +1,1 @@
+"""Alembic environment and schema versions: the only way Quorum's schema is made or changed."""

@@ -1,0 +1,153 @@
+"""What every blueprint shares: sessions, authorization, money fields, paging, errors."""
+
+import re
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from functools import wraps
+from typing import Any
+
+from flask import current_app, g, request
+from marshmallow import Schema, ValidationError, fields, validate
+from sqlalchemy.orm import Session, sessionmaker
+
+from billing.money import MoneyError, format_amount, parse_amount
+from orchestrator.errors import ForbiddenError, UnauthenticatedError
+from orchestrator.settings import Settings
+from orchestrator.services.keys import Principal, authenticate, hash_key
+
+SESSIONMAKER = "orchestrator.sessionmaker"
+SETTINGS = "orchestrator.settings"
+# Key lookups are cached briefly so hot routes (task hand-out) skip a query;
+# a revoked key stops working within this many seconds.
+KEY_CACHE_SECONDS = 5.0
+
+
+def sessions() -> sessionmaker[Session]:
+    """Return the app's session factory."""
+    factory: sessionmaker[Session] = current_app.extensions[SESSIONMAKER]
+    return factory
+
+
+def current_settings() -> Settings:
+    """Return the app's Settings."""
+    settings: Settings = current_app.extensions[SETTINGS]
+    return settings
+
+
+def with_session(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Run the view in one transaction: commit on success, roll back on any exception."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with sessions().begin() as session:
+            return view(*args, session=session, **kwargs)
+
+    return wrapper
+
+
+def authorize(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Admit only bearer keys with one of `roles`; the principal is on `g.principal`."""
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = current_principal()
+            if principal.role not in roles:
+                raise ForbiddenError(f"role {principal.role!r} may not use this route")
+            return view(*args, **kwargs)
+
+        wrapper.required_roles = frozenset(roles)  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator
+
+
+def current_principal() -> Principal:
+    """Authenticate the request's bearer key (once per request)."""
+    if "principal" in g:
+        principal: Principal = g.principal
+        return principal
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise UnauthenticatedError("missing bearer key: send 'Authorization: Bearer KEY'")
+    g.principal = _cached_authenticate(secret.strip())
+    return g.principal
+
+
+def _cached_authenticate(secret: str) -> Principal:
+    cache: dict[str, tuple[float, Principal]] = current_app.extensions.setdefault(
+        "orchestrator.key_cache", {}
+    )
+    digest = hash_key(secret)
+    now = time.monotonic()
+    hit = cache.get(digest)
+    if hit is not None and now - hit[0] < KEY_CACHE_SECONDS:
+        return hit[1]
+    with sessions().begin() as session:
+        principal = authenticate(session, secret)
+    if len(cache) > 10_000:
+        cache.clear()
+    cache[digest] = (now, principal)
+    return principal
+
+
+MONEY_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,6})?$"
+
+
+class Money(fields.String):
+    """A non-negative amount as a decimal string ("0.05"); floats are refused."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"pattern": MONEY_PATTERN, "example": "0.05", **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
+        if not isinstance(value, str):
+            raise ValidationError('must be a decimal string such as "0.05", not a number')
+        if not re.fullmatch(MONEY_PATTERN, value):
+            raise ValidationError(
+                'must be a non-negative decimal string such as "0.05", at most 6 decimals'
+            )
+        try:
+            return parse_amount(value)
+        except MoneyError as exc:
+            raise ValidationError(str(exc)) from exc
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else format_amount(value)
+
+
+class PageQuerySchema(Schema):
+    """Paging parameters."""
+
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class ErrorBodySchema(Schema):
+    """The error object inside the envelope."""
+
+    code = fields.String(required=True, metadata={"description": "Stable machine-readable code"})
+    message = fields.String(required=True)
+    details = fields.Dict(required=True, metadata={"description": "Field -> problems"})
+
+
+class ErrorSchema(Schema):
+    """The one error envelope every 4xx/5xx response uses."""
+
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
+    """Build the paged-list envelope schema `{data, total, limit, offset}` for an item schema."""
+    return Schema.from_dict(
+        {
+            "data": fields.List(fields.Nested(item_schema), required=True),
+            "total": fields.Integer(required=True),
+            "limit": fields.Integer(required=True),
+            "offset": fields.Integer(required=True),
+        },
+        name=name,
+    )

@@ -1,0 +1,29 @@
+"""ORM models, one module per aggregate; importing this package registers every table."""
+
+from orchestrator.models.answers import Answer
+from orchestrator.models.audit import AuditEvent
+from orchestrator.models.batches import Assignment, Batch, BatchItem
+from orchestrator.models.keys import ApiKey
+from orchestrator.models.ledger import Invoice, InvoiceEntry, InvoiceLine, LedgerEntry, RateCard
+from orchestrator.models.projects import Item, Project
+from orchestrator.models.workforces import Vendor, Worker, WorkerProject, Workforce
+
+__all__ = [
+    "Answer",
+    "ApiKey",
+    "Assignment",
+    "AuditEvent",
+    "Batch",
+    "BatchItem",
+    "Invoice",
+    "InvoiceEntry",
+    "InvoiceLine",
+    "Item",
+    "LedgerEntry",
+    "Project",
+    "RateCard",
+    "Vendor",
+    "Worker",
+    "WorkerProject",
+    "Workforce",
+]

@@ -1,0 +1,31 @@
+"""Service settings, read from the environment."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment, with defaults for a bare machine."""
+
+    database_url: str = "sqlite:///var/quorum.db"
+    scheduler_enabled: bool = True
+    lease_seconds: int = 600
+    import_chunk_size: int = 2000
+    max_import_errors: int = 1000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+        """Build settings from environment variables (QUORUM_* and DATABASE_URL)."""
+        return cls(
+            database_url=env.get("DATABASE_URL", cls.database_url),
+            scheduler_enabled=_flag(env.get("QUORUM_SCHEDULER", "true")),
+            lease_seconds=int(env.get("QUORUM_LEASE_SECONDS", cls.lease_seconds)),
+            import_chunk_size=int(env.get("QUORUM_IMPORT_CHUNK_SIZE", cls.import_chunk_size)),
+            max_import_errors=int(env.get("QUORUM_MAX_IMPORT_ERRORS", cls.max_import_errors)),
+        )

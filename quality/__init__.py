@@ -1,0 +1,1 @@
+"""Label quality for Quorum: gold questions, worker accuracy, aggregation, dynamic overlap."""
