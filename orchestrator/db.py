@@ -79,3 +79,14 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
     """Open one transaction: commit on success, roll back on any exception."""
     with factory.begin() as session:
         yield session
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a JSON-like value holds a NUL character, which PostgreSQL cannot store."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False

@@ -134,7 +134,7 @@ def _messages(messages: Any) -> dict[str, Any]:
 def _flatten(messages: dict[str, Any]) -> dict[str, Any]:
     # webargs nests by location ({"json": {"field": [...]}}); users want the fields.
     if len(messages) == 1:
-        (location, inner), = messages.items()
+        ((location, inner),) = messages.items()
         if location in {"json", "query", "querystring", "headers", "form", "view_args"}:
             return _messages(inner)
     return _messages(messages)

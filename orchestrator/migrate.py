@@ -20,11 +20,20 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
     return config
 
 
-def upgrade(url: str | None = None, revision: str = "head", connection: Connection | None = None) -> None:
+def upgrade(
+    url: str | None = None, revision: str = "head", connection: Connection | None = None
+) -> None:
     """Upgrade the database schema to `revision`."""
     command.upgrade(alembic_config(url, connection), revision)
 
 
-def downgrade(url: str | None = None, revision: str = "-1", connection: Connection | None = None) -> None:
+def downgrade(
+    url: str | None = None, revision: str = "-1", connection: Connection | None = None
+) -> None:
     """Downgrade the database schema to `revision`."""
     command.downgrade(alembic_config(url, connection), revision)
+
+
+def revision(url: str | None, message: str) -> None:
+    """Write a new migration from the difference between the models and the database."""
+    command.revision(alembic_config(url), message=message, autogenerate=True)

@@ -6,7 +6,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from orchestrator.api import health, items, projects
-from orchestrator.api.common import ErrorSchema, Money
+from orchestrator.api.common import MAX_ID, ErrorSchema, IdConverter, Money
 
 BLUEPRINTS = (health.bp, projects.bp, items.bp)
 
@@ -33,7 +33,11 @@ def init_api(app: Flask) -> Api:
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
         API_SPEC_OPTIONS=_spec_options(),
     )
+    app.url_map.converters["id"] = IdConverter
     api = QuorumApi(app)
+    api.register_converter(
+        IdConverter, lambda _: {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+    )
     api.register_field(Money, "string", "decimal")
     api.spec.components.schema("ItemInput", schema=items.ItemInputSchema)
     for blueprint in BLUEPRINTS:
@@ -48,7 +52,5 @@ def _spec_options() -> dict[str, Any]:
             "Every route but /healthz and the docs needs `Authorization: Bearer KEY`.",
         },
         "security": [{"bearerAuth": []}],
-        "components": {
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}
-        },
+        "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
     }

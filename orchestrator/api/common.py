@@ -10,11 +10,13 @@ from typing import Any
 from flask import current_app, g, request
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.routing import IntegerConverter
 
 from billing.money import MoneyError, format_amount, parse_amount
+from orchestrator.db import has_nul
 from orchestrator.errors import ForbiddenError, UnauthenticatedError
-from orchestrator.settings import Settings
 from orchestrator.services.keys import Principal, authenticate, hash_key
+from orchestrator.settings import Settings
 
 SESSIONMAKER = "orchestrator.sessionmaker"
 SETTINGS = "orchestrator.settings"
@@ -93,6 +95,16 @@ def _cached_authenticate(secret: str) -> Principal:
     return principal
 
 
+MAX_ID = 2**63 - 1  # BIGINT on both backends
+
+
+class IdConverter(IntegerConverter):
+    """URL converter for database ids: a positive 64-bit integer, so lookups never overflow."""
+
+    def __init__(self, map: Any) -> None:  # noqa: A002 (werkzeug's parameter name)
+        super().__init__(map, min=1, max=MAX_ID)
+
+
 MONEY_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,6})?$"
 
 
@@ -119,11 +131,34 @@ class Money(fields.String):
         return None if value is None else format_amount(value)
 
 
+NUL_MESSAGE = "must not contain NUL (\\u0000) characters"
+
+
+class Text(fields.String):
+    """A string that can be stored on every backend (no NUL characters)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text: str = super()._deserialize(value, attr, data, **kwargs)
+        if has_nul(text):
+            raise ValidationError(NUL_MESSAGE)
+        return text
+
+
+class JsonObject(fields.Dict):
+    """A JSON object that can be stored on every backend (no NUL characters inside)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if has_nul(result):
+            raise ValidationError(NUL_MESSAGE)
+        return result
+
+
 class PageQuerySchema(Schema):
     """Paging parameters."""
 
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
 
 
 class ErrorBodySchema(Schema):

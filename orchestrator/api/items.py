@@ -41,8 +41,10 @@ class ImportQuerySchema(Schema):
     mode = fields.String(
         load_default="all_or_nothing",
         validate=validate.OneOf(items.IMPORT_MODES),
-        metadata={"description": "all_or_nothing: one bad row stores nothing (default); "
-                  "partial: store good rows, report bad ones."},
+        metadata={
+            "description": "all_or_nothing: one bad row stores nothing (default); "
+            "partial: store good rows, report bad ones."
+        },
     )
     dry_run = fields.Boolean(
         load_default=False, metadata={"description": "Validate and count only; store nothing."}
@@ -50,7 +52,9 @@ class ImportQuerySchema(Schema):
 
 
 class RowErrorSchema(Schema):
-    line = fields.Integer(required=True, metadata={"description": "Line (or array element), 1-based"})
+    line = fields.Integer(
+        required=True, metadata={"description": "Line (or array element), 1-based"}
+    )
     field = fields.String(required=True)
     message = fields.String(required=True)
 
@@ -59,7 +63,9 @@ class ImportReportSchema(Schema):
     """Counts of an import, and the refused rows."""
 
     created = fields.Integer(required=True)
-    unchanged = fields.Integer(required=True, metadata={"description": "Already there, same content"})
+    unchanged = fields.Integer(
+        required=True, metadata={"description": "Already there, same content"}
+    )
     rejected = fields.Integer(required=True)
     errors = fields.List(fields.Nested(RowErrorSchema), required=True)
     errors_truncated = fields.Boolean(required=True)
@@ -96,22 +102,22 @@ UPLOAD_DOC = {
 }
 
 
-@bp.route("/<int:project_id>/items")
+@bp.route("/<id:project_id>/items")
 class ProjectItems(MethodView):
+    @authorize("admin", "ops")
     @bp.arguments(PageQuerySchema, location="query")
     @bp.response(200, ItemPageSchema)
-    @authorize("admin", "ops")
     @with_session
     def get(self, query: dict[str, Any], project_id: int, session: Session) -> dict[str, Any]:
         """List a project's items in import order."""
         page, total = items.list_items(session, project_id, **query)
         return {"data": page, "total": total, **query}
 
+    @authorize("admin", "ops")
     @bp.arguments(ImportQuerySchema, location="query")
     @bp.response(200, ImportReportSchema, description="Nothing new (all unchanged), or dry run")
     @bp.alt_response(201, schema=ImportReportSchema, description="Items created")
     @bp.doc(**UPLOAD_DOC)
-    @authorize("admin", "ops")
     def post(self, query: dict[str, Any], project_id: int) -> Any:
         """Import items; idempotent on external_id."""
         fmt = format_for(request.content_type)
@@ -126,8 +132,14 @@ class ProjectItems(MethodView):
                 **query,
             )
             audit.record(
-                session, current_principal(), "items.import", "project", project_id,
-                created=report.created, unchanged=report.unchanged, rejected=report.rejected,
+                session,
+                current_principal(),
+                "items.import",
+                "project",
+                project_id,
+                created=report.created,
+                unchanged=report.unchanged,
+                rejected=report.rejected,
             )
         status = 201 if report.created and not query["dry_run"] else 200
         return report.as_dict(), status

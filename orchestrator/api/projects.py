@@ -5,12 +5,22 @@ from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+from marshmallow import (
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates,
+    validates_schema,
+)
 from sqlalchemy.orm import Session
 
 from orchestrator.api.common import (
+    JsonObject,
     Money,
     PageQuerySchema,
+    Text,
     authorize,
     current_principal,
     page_schema,
@@ -30,14 +40,14 @@ CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="must be a 3-letter ISO 4217 cod
 class ProjectUpdateSchema(Schema):
     """Settings to change; every field is optional. Also the base of the create schema."""
 
-    name = fields.String(validate=validate.Length(min=1, max=200))
+    name = Text(validate=validate.Length(min=1, max=200))
     labels = fields.List(
-        fields.String(validate=validate.Length(min=1, max=255)),
+        Text(validate=validate.Length(min=1, max=255)),
         validate=validate.Length(min=1, max=1000),
         metadata={"description": "The allowed labels (categorical classification)."},
     )
-    task_type = fields.String(validate=validate.OneOf(["classification"]))
-    instructions = fields.String(validate=validate.Length(max=100_000))
+    task_type = Text(validate=validate.OneOf(["classification"]))
+    instructions = Text(validate=validate.Length(max=100_000))
     overlap = fields.Integer(validate=validate.Range(min=1, max=100))
     max_overlap = fields.Integer(
         allow_none=True,
@@ -49,10 +59,10 @@ class ProjectUpdateSchema(Schema):
     gold_accuracy_threshold = fields.Float(validate=validate.Range(min=0, max=1))
     gold_min_answers = fields.Integer(validate=validate.Range(min=1, max=10_000))
     exclude_blocked_answers = fields.Boolean()
-    aggregation_method = fields.String(validate=validate.OneOf(METHODS))
-    aggregation_params = fields.Dict(keys=fields.String())
+    aggregation_method = Text(validate=validate.OneOf(METHODS))
+    aggregation_params = JsonObject(keys=Text())
     reward = Money(metadata={"description": "Reward per answer, decimal string."})
-    currency = fields.String(validate=CURRENCY)
+    currency = Text(validate=CURRENCY)
     budget = Money(allow_none=True, metadata={"description": "Spending limit; null = none."})
     lease_seconds = fields.Integer(allow_none=True, validate=validate.Range(min=10, max=86_400))
 
@@ -74,26 +84,28 @@ class ProjectUpdateSchema(Schema):
 class ProjectCreateSchema(ProjectUpdateSchema):
     """Create a project: only `name` and `labels` are required."""
 
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = Text(required=True, validate=validate.Length(min=1, max=200))
     labels = fields.List(
-        fields.String(validate=validate.Length(min=1, max=255)),
+        Text(validate=validate.Length(min=1, max=255)),
         required=True,
         validate=validate.Length(min=1, max=1000),
     )
-    task_type = fields.String(load_default="classification", validate=validate.OneOf(["classification"]))
-    instructions = fields.String(load_default="", validate=validate.Length(max=100_000))
+    task_type = Text(load_default="classification", validate=validate.OneOf(["classification"]))
+    instructions = Text(load_default="", validate=validate.Length(max=100_000))
     overlap = fields.Integer(load_default=DEFAULT_OVERLAP, validate=validate.Range(min=1, max=100))
     confidence_target = fields.Float(
         load_default=0.9, validate=validate.Range(min=0, max=1, min_inclusive=False)
     )
-    gold_rate = fields.Float(load_default=0.1, validate=validate.Range(min=0, max=1, max_inclusive=False))
+    gold_rate = fields.Float(
+        load_default=0.1, validate=validate.Range(min=0, max=1, max_inclusive=False)
+    )
     gold_accuracy_threshold = fields.Float(load_default=0.7, validate=validate.Range(min=0, max=1))
     gold_min_answers = fields.Integer(load_default=5, validate=validate.Range(min=1, max=10_000))
     exclude_blocked_answers = fields.Boolean(load_default=True)
-    aggregation_method = fields.String(load_default="dawid_skene", validate=validate.OneOf(METHODS))
-    aggregation_params = fields.Dict(keys=fields.String(), load_default=dict)
+    aggregation_method = Text(load_default="dawid_skene", validate=validate.OneOf(METHODS))
+    aggregation_params = JsonObject(keys=Text(), load_default=dict)
     reward = Money(load_default=Decimal("0.00"))
-    currency = fields.String(load_default="USD", validate=CURRENCY)
+    currency = Text(load_default="USD", validate=CURRENCY)
 
     @post_load
     def default_max_overlap(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -123,7 +135,9 @@ class ProjectSchema(Schema):
     currency = fields.String(required=True)
     budget = Money(required=True, allow_none=True)
     lease_seconds = fields.Integer(required=True, allow_none=True)
-    status = fields.String(required=True, validate=validate.OneOf(["active", "archived", "completed"]))
+    status = fields.String(
+        required=True, validate=validate.OneOf(["active", "archived", "completed"])
+    )
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)
     archived_at = fields.DateTime(required=True, allow_none=True)
@@ -140,18 +154,18 @@ ProjectPageSchema = page_schema(ProjectSchema, "ProjectPage")
 
 @bp.route("")
 class Projects(MethodView):
+    @authorize(*READERS)
     @bp.arguments(ProjectListQuerySchema, location="query")
     @bp.response(200, ProjectPageSchema)
-    @authorize(*READERS)
     @with_session
     def get(self, query: dict[str, Any], session: Session) -> dict[str, Any]:
         """List projects, newest first."""
         page, total = projects.list_projects(session, **query)
         return {"data": page, "total": total, "limit": query["limit"], "offset": query["offset"]}
 
+    @authorize(*WRITERS)
     @bp.arguments(ProjectCreateSchema)
     @bp.response(201, ProjectSchema)
-    @authorize(*WRITERS)
     @with_session
     def post(self, data: dict[str, Any], session: Session) -> Any:
         """Create a project. Only `name` and `labels` are required."""
@@ -160,30 +174,37 @@ class Projects(MethodView):
         return project
 
 
-@bp.route("/<int:project_id>")
+@bp.route("/<id:project_id>")
 class ProjectById(MethodView):
-    @bp.response(200, ProjectSchema)
     @authorize(*READERS)
+    @bp.response(200, ProjectSchema)
     @with_session
     def get(self, project_id: int, session: Session) -> Any:
         """Get one project."""
         return projects.get_project(session, project_id)
 
+    @authorize(*WRITERS)
     @bp.arguments(ProjectUpdateSchema)
     @bp.response(200, ProjectSchema)
-    @authorize(*WRITERS)
     @with_session
     def patch(self, changes: dict[str, Any], project_id: int, session: Session) -> Any:
         """Change some of a project's settings."""
         project = projects.update_project(session, project_id, **changes)
-        audit.record(session, current_principal(), "project.update", "project", project_id, fields=sorted(changes))
+        audit.record(
+            session,
+            current_principal(),
+            "project.update",
+            "project",
+            project_id,
+            fields=sorted(changes),
+        )
         return project
 
 
-@bp.route("/<int:project_id>/archive")
+@bp.route("/<id:project_id>/archive")
 class ProjectArchive(MethodView):
-    @bp.response(200, ProjectSchema)
     @authorize(*WRITERS)
+    @bp.response(200, ProjectSchema)
     @with_session
     def post(self, project_id: int, session: Session) -> Any:
         """Archive a project: its data stays readable, it takes no more changes or work."""

@@ -45,9 +45,7 @@ class BatchItem(Base):
     __table_args__ = (sa.UniqueConstraint("batch_id", "item_id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    batch_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("batch.id", ondelete="CASCADE"), index=True
-    )
+    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batch.id", ondelete="CASCADE"), index=True)
     item_id: Mapped[int] = mapped_column(sa.ForeignKey("item.id", ondelete="CASCADE"), index=True)
     is_gold: Mapped[bool] = mapped_column(sa.Boolean, default=False)
 
@@ -62,9 +60,7 @@ class Assignment(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    batch_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("batch.id", ondelete="CASCADE"), index=True
-    )
+    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batch.id", ondelete="CASCADE"), index=True)
     item_id: Mapped[int] = mapped_column(sa.ForeignKey("item.id", ondelete="CASCADE"))
     project_id: Mapped[int] = mapped_column(sa.ForeignKey("project.id", ondelete="CASCADE"))
     workforce_id: Mapped[int] = mapped_column(sa.ForeignKey("workforce.id"))

@@ -47,6 +47,10 @@ class LedgerEntry(Base):
     answer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("answer.id"), index=True)
     rate_card_id: Mapped[int | None] = mapped_column(sa.ForeignKey("rate_card.id"))
     reverses_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ledger_entry.id"))
+    # For a reversal, the kind of entry it reverses (reports group reversals with it).
+    reverses_kind: Mapped[str | None] = mapped_column(sa.String(24))
+    # Money spent on gold questions: the overhead shown apart in cost per label.
+    is_gold: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     # Makes a repeated write (poll, retry) a no-op instead of a second entry.
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     memo: Mapped[str] = mapped_column(sa.String(500), default="")

@@ -72,20 +72,17 @@ def _read_json_array(stream: IO[bytes]) -> RawRows:
         yield position + 1, RowProblem(position + 1, "_body", f"malformed JSON: {exc}")
 
 
-class _Prepended(io.RawIOBase):
+class _Prepended:
     """A read-only stream that replays already-read bytes before the rest of a stream."""
 
     def __init__(self, head: bytes, rest: IO[bytes]) -> None:
         self._head = head
         self._rest = rest
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, size: int = -1) -> bytes:
         if self._head:
             chunk = self._head if size < 0 else self._head[:size]
-            self._head = self._head[len(chunk):]
+            self._head = self._head[len(chunk) :]
             return chunk
         return self._rest.read(size)
 
@@ -127,16 +124,22 @@ def _read_csv(stream: IO[bytes]) -> RawRows:
             if not cells:
                 continue
             if len(cells) != len(header):
-                yield line, RowProblem(
-                    line, "_line", f"expected {len(header)} columns, found {len(cells)}"
+                yield (
+                    line,
+                    RowProblem(
+                        line, "_line", f"expected {len(header)} columns, found {len(cells)}"
+                    ),
                 )
                 continue
             gold = cells[gold_col] if gold_col is not None else ""
-            yield line, {
-                "external_id": cells[id_col],
-                "data": {name: cells[i] for i, name in data_columns},
-                "gold_label": gold or None,
-            }
+            yield (
+                line,
+                {
+                    "external_id": cells[id_col],
+                    "data": {name: cells[i] for i, name in data_columns},
+                    "gold_label": gold or None,
+                },
+            )
     except UnicodeDecodeError:
         yield 0, RowProblem(0, "_line", "not valid UTF-8")
     except csv.Error as exc:

@@ -1,0 +1,59 @@
+"""Who may call what: a table of route x role, checked against every registered route."""
+
+import pytest
+
+ROLES = ("admin", "ops", "finance", "vendor", "worker")
+PUBLIC = {"/healthz", "/api/v1/openapi.json", "/api/v1/docs", "/api/v1/docs/<path:filename>"}
+
+# (method, rule) -> roles admitted. A new route must be added here, or the test below fails.
+ROUTE_ROLES = {
+    ("GET", "/api/v1/projects"): {"admin", "ops", "finance"},
+    ("POST", "/api/v1/projects"): {"admin", "ops"},
+    ("GET", "/api/v1/projects/<id:project_id>"): {"admin", "ops", "finance"},
+    ("PATCH", "/api/v1/projects/<id:project_id>"): {"admin", "ops"},
+    ("POST", "/api/v1/projects/<id:project_id>/archive"): {"admin", "ops"},
+    ("GET", "/api/v1/projects/<id:project_id>/items"): {"admin", "ops"},
+    ("POST", "/api/v1/projects/<id:project_id>/items"): {"admin", "ops"},
+}
+
+
+def api_routes(app):
+    for rule in app.url_map.iter_rules():
+        if rule.rule in PUBLIC or rule.endpoint == "static":
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield method, rule
+
+
+def test_every_route_declares_roles_and_is_in_the_table(app):
+    for method, rule in api_routes(app):
+        view = app.view_functions[rule.endpoint]
+        handler = getattr(view, "view_class", None)
+        func = getattr(handler, method.lower()) if handler else view
+        assert getattr(func, "required_roles", None) is not None, f"{method} {rule} has no roles"
+        assert func.required_roles == ROUTE_ROLES[(method, rule.rule)], f"{method} {rule}"
+
+
+def concrete(rule: str) -> str:
+    return rule.replace("<id:project_id>", "999999")
+
+
+SCOPES = {"vendor": {"vendor": "acme"}, "worker": {"worker": "w-1"}}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_table(client, make_key, role):
+    headers = make_key(role, **SCOPES.get(role, {}))
+    for (method, rule), allowed in ROUTE_ROLES.items():
+        response = client.open(concrete(rule), method=method, headers=headers, json={})
+        if role in allowed:
+            assert response.status_code not in (401, 403), (method, rule, role)
+        else:
+            assert response.status_code == 403, (method, rule, role, response.status_code)
+            assert response.get_json()["error"]["code"] == "forbidden"
+
+
+def test_no_key_is_401_everywhere(client):
+    for method, rule in ROUTE_ROLES:
+        response = client.open(concrete(rule), method=method, json={})
+        assert response.status_code == 401, (method, rule)
