@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa  # noqa: E402
 
-from bench._server import create_key, fresh_database, peak_rss_mb, running_server  # noqa: E402
 from orchestrator.db import make_engine, utcnow  # noqa: E402
+from tests.support.live_server import create_key, fresh_database, peak_rss_mb, running_server  # noqa: E402
 
 
 def make_rows(count: int) -> list[dict]:

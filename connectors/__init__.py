@@ -1,0 +1,1 @@
+"""Workforce connectors behind one interface: internal pool, vendor API, Mechanical Turk."""

@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -55,6 +56,9 @@ def _ensure_sqlite_directory(url: str) -> None:
 def _install_sqlite_hooks(engine: Engine) -> None:
     # sqlite3's legacy transaction mode keeps SAVEPOINTs out of the enclosing
     # transaction; take control of BEGIN ourselves (see SQLAlchemy's SQLite docs).
+    # BEGIN IMMEDIATE takes the write lock up front: two threads that read and then
+    # write (a task hand-out) queue on busy_timeout instead of one failing with
+    # "database is locked" when it tries to upgrade a stale read snapshot.
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -66,7 +70,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -90,3 +94,16 @@ def has_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(has_nul(v) for v in value)
     return False
+
+
+def insert_ignoring_conflicts(
+    session: Session, table: sa.Table, values: dict[str, Any], conflict_columns: list[str]
+) -> None:
+    """INSERT a row unless one with the same unique key exists (race-safe on both backends)."""
+    dialect = session.get_bind().dialect.name
+    module = {"postgresql": postgresql, "sqlite": sqlite}[dialect]
+    session.execute(
+        module.insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=conflict_columns)
+    )

@@ -10,6 +10,12 @@ from werkzeug.exceptions import HTTPException
 
 from billing.errors import BillingError, BudgetExceededError
 from billing.money import MoneyError
+from connectors.base import (
+    ConnectorConfigError,
+    ConnectorError,
+    UnknownConnectorError,
+    WorkforceUnavailableError,
+)
 from quality.errors import QualityError
 
 log = logging.getLogger(__name__)
@@ -69,6 +75,10 @@ STATUS: dict[type[Exception], int] = {
     BillingError: 422,
     QualityError: 422,
     MoneyError: 422,
+    ConnectorConfigError: 422,
+    UnknownConnectorError: 422,
+    WorkforceUnavailableError: 502,
+    ConnectorError: 502,
 }
 
 
@@ -102,10 +112,12 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(status_for(exc), exc.code, exc.message, exc.details)
 
     @app.errorhandler(BillingError)
+    @app.errorhandler(ConnectorError)
     @app.errorhandler(QualityError)
     @app.errorhandler(MoneyError)
     def on_domain_error(exc: Exception) -> Any:
-        return error_response(status_for(exc), getattr(exc, "code", "error"), str(exc))
+        details = getattr(exc, "details", None)
+        return error_response(status_for(exc), getattr(exc, "code", "error"), str(exc), details)
 
     @app.errorhandler(IntegrityError)
     def on_integrity_error(exc: IntegrityError) -> Any:

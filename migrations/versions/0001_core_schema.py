@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 00:22:33.744002
+Create Date: 2026-11-28 00:33:23.507969
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
-
 import orchestrator.models.types
 
 revision: str = "0001"
@@ -188,7 +187,6 @@ def upgrade() -> None:
         sa.Column("item_count", sa.Integer(), nullable=False),
         sa.Column("gold_count", sa.Integer(), nullable=False),
         sa.Column("slot_count", sa.Integer(), nullable=False),
-        sa.Column("answered_count", sa.Integer(), nullable=False),
         sa.Column("reserved_micros", sa.BigInteger(), nullable=False),
         sa.Column("due_at", orchestrator.models.types.UtcDateTime(timezone=True), nullable=True),
         sa.Column(
@@ -360,12 +358,17 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("assignment", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_assignment_batch_id"), ["batch_id"], unique=False)
+        batch_op.create_index("ix_assignment_item_status", ["item_id", "status"], unique=False)
         batch_op.create_index("ix_assignment_item_worker", ["item_id", "worker_id"], unique=False)
         batch_op.create_index(
-            batch_op.f("ix_assignment_lease_expires_at"), ["lease_expires_at"], unique=False
+            "ix_assignment_lease_expiry", ["status", "lease_expires_at"], unique=False
         )
         batch_op.create_index(
-            "ix_assignment_queue", ["workforce_id", "status", "project_id"], unique=False
+            "ix_assignment_open_queue",
+            ["workforce_id", "id"],
+            unique=False,
+            postgresql_where=sa.text("status = 'open' AND NOT is_gold"),
+            sqlite_where=sa.text("status = 'open' AND NOT is_gold"),
         )
         batch_op.create_index(batch_op.f("ix_assignment_worker_id"), ["worker_id"], unique=False)
 
@@ -688,9 +691,14 @@ def downgrade() -> None:
     op.drop_table("batch_item")
     with op.batch_alter_table("assignment", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_assignment_worker_id"))
-        batch_op.drop_index("ix_assignment_queue")
-        batch_op.drop_index(batch_op.f("ix_assignment_lease_expires_at"))
+        batch_op.drop_index(
+            "ix_assignment_open_queue",
+            postgresql_where=sa.text("status = 'open' AND NOT is_gold"),
+            sqlite_where=sa.text("status = 'open' AND NOT is_gold"),
+        )
+        batch_op.drop_index("ix_assignment_lease_expiry")
         batch_op.drop_index("ix_assignment_item_worker")
+        batch_op.drop_index("ix_assignment_item_status")
         batch_op.drop_index(batch_op.f("ix_assignment_batch_id"))
 
     op.drop_table("assignment")

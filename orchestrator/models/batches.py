@@ -10,7 +10,11 @@ from orchestrator.db import Base, JSONDocument, utcnow
 from orchestrator.models.types import BigId, UtcDateTime
 
 BATCH_STATUSES = ("created", "published", "in_progress", "completed", "cancelled")
-ASSIGNMENT_STATUSES = ("open", "leased", "answered", "excluded", "cancelled")
+# open: waiting for a worker; leased: held by one; answered; expired/released: a lease that
+# ended without an answer (a fresh open row replaces it, so history keeps who saw what);
+# excluded: its answer was excluded (a fresh open row reopens the slot); cancelled.
+ASSIGNMENT_STATUSES = ("open", "leased", "answered", "expired", "released", "excluded", "cancelled")
+LIVE_STATUSES = ("open", "leased", "answered")
 
 
 class Batch(Base):
@@ -30,7 +34,6 @@ class Batch(Base):
     item_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     gold_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     slot_count: Mapped[int] = mapped_column(sa.Integer, default=0)
-    answered_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     reserved_micros: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -55,8 +58,17 @@ class Assignment(Base):
 
     __tablename__ = "assignment"
     __table_args__ = (
-        sa.Index("ix_assignment_queue", "workforce_id", "status", "project_id"),
+        # The hand-out queue: open, non-gold slots of a workforce in id order.
+        sa.Index(
+            "ix_assignment_open_queue",
+            "workforce_id",
+            "id",
+            postgresql_where=sa.text("status = 'open' AND NOT is_gold"),
+            sqlite_where=sa.text("status = 'open' AND NOT is_gold"),
+        ),
         sa.Index("ix_assignment_item_worker", "item_id", "worker_id"),
+        sa.Index("ix_assignment_item_status", "item_id", "status"),
+        sa.Index("ix_assignment_lease_expiry", "status", "lease_expires_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -70,7 +82,7 @@ class Assignment(Base):
     # Opaque token naming the current lease; a new lease gets a new token.
     lease_token: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
     leased_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Money held against the budget while the slot is open or leased.
     reserved_micros: Mapped[int] = mapped_column(sa.BigInteger, default=0)

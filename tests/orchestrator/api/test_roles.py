@@ -14,6 +14,18 @@ ROUTE_ROLES = {
     ("POST", "/api/v1/projects/<id:project_id>/archive"): {"admin", "ops"},
     ("GET", "/api/v1/projects/<id:project_id>/items"): {"admin", "ops"},
     ("POST", "/api/v1/projects/<id:project_id>/items"): {"admin", "ops"},
+    ("GET", "/api/v1/workforces"): {"admin", "ops", "finance"},
+    ("POST", "/api/v1/workforces"): {"admin", "ops"},
+    ("GET", "/api/v1/workforces/<id:workforce_id>"): {"admin", "ops", "finance"},
+    ("GET", "/api/v1/projects/<id:project_id>/batches"): {"admin", "ops", "finance"},
+    ("POST", "/api/v1/projects/<id:project_id>/batches"): {"admin", "ops"},
+    ("GET", "/api/v1/batches/<id:batch_id>"): {"admin", "ops", "finance"},
+    ("POST", "/api/v1/batches/<id:batch_id>/cancel"): {"admin", "ops"},
+    ("GET", "/api/v1/projects/<id:project_id>/progress"): {"admin", "ops", "finance"},
+    ("GET", "/api/v1/projects/<id:project_id>/workers"): {"admin", "ops"},
+    ("GET", "/api/v1/tasks/next"): {"worker"},
+    ("POST", "/api/v1/tasks/<string:lease_id>/answer"): {"worker"},
+    ("POST", "/api/v1/tasks/<string:lease_id>/release"): {"worker"},
 }
 
 
@@ -35,7 +47,9 @@ def test_every_route_declares_roles_and_is_in_the_table(app):
 
 
 def concrete(rule: str) -> str:
-    return rule.replace("<id:project_id>", "999999")
+    for placeholder in ("<id:project_id>", "<id:workforce_id>", "<id:batch_id>"):
+        rule = rule.replace(placeholder, "999999")
+    return rule.replace("<string:lease_id>", "no-such-lease")
 
 
 SCOPES = {"vendor": {"vendor": "acme"}, "worker": {"worker": "w-1"}}

@@ -1,4 +1,4 @@
-"""Helpers for benchmarks: fresh databases and a real gunicorn server on loopback."""
+"""Fresh databases and a real gunicorn server on loopback, for live tests and benchmarks."""
 
 import contextlib
 import os

@@ -1,0 +1,99 @@
+"""The internal pool's worker-facing routes: get a task, answer it, or give it back.
+
+Nothing here says whether an item is gold, and no gold answer ever leaves.
+"""
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+from sqlalchemy.orm import Session
+
+from orchestrator.api.common import (
+    Text,
+    authorize,
+    current_principal,
+    current_settings,
+    with_session,
+)
+from orchestrator.services import pool
+
+bp = Blueprint("tasks", __name__, url_prefix="/api/v1/tasks", description="Internal pool tasks")
+
+
+class NextTaskQuerySchema(Schema):
+    project_id = fields.Integer(
+        validate=validate.Range(min=1, max=2**63 - 1),
+        metadata={"description": "Only tasks of this project."},
+    )
+
+
+class TaskSchema(Schema):
+    """A leased task: the item's data, the instructions and the allowed labels."""
+
+    lease_id = fields.String(required=True, attribute="token")
+    expires_at = fields.DateTime(required=True)
+    project_id = fields.Integer(required=True)
+    data = fields.Dict(required=True)
+    instructions = fields.String(required=True)
+    labels = fields.List(fields.String(), required=True)
+
+
+class AnswerSchema(Schema):
+    label = Text(required=True, validate=validate.Length(min=1, max=255))
+    time_spent_ms = fields.Integer(
+        validate=validate.Range(min=0, max=86_400_000),
+        metadata={"description": "Default: measured from the lease."},
+    )
+
+
+class AnswerReceiptSchema(Schema):
+    answer_id = fields.Integer(required=True)
+    label = fields.String(required=True)
+
+
+@bp.route("/next")
+class NextTask(MethodView):
+    @authorize("worker")
+    @bp.arguments(NextTaskQuerySchema, location="query")
+    @bp.response(200, TaskSchema)
+    @bp.alt_response(204, description="No task for you right now")
+    @with_session
+    def get(self, query: dict[str, Any], session: Session) -> Any:
+        """Lease the next task to the calling worker."""
+        principal = current_principal()
+        lease = pool.next_task(
+            session,
+            worker_id=principal.worker_id,
+            project_id=query.get("project_id"),
+            default_lease_seconds=current_settings().lease_seconds,
+        )
+        if lease is None:
+            return "", 204
+        return lease
+
+
+@bp.route("/<string:lease_id>/answer")
+class TaskAnswer(MethodView):
+    @authorize("worker")
+    @bp.arguments(AnswerSchema)
+    @bp.response(201, AnswerReceiptSchema)
+    @with_session
+    def post(self, data: dict[str, Any], lease_id: str, session: Session) -> Any:
+        """Answer a leased task; 409 if the lease expired, was answered or is not yours."""
+        accepted = pool.submit_answer(
+            session, worker_id=current_principal().worker_id, token=lease_id, **data
+        )
+        return {"answer_id": accepted.answer.id, "label": accepted.answer.label}
+
+
+@bp.route("/<string:lease_id>/release")
+class TaskRelease(MethodView):
+    @authorize("worker")
+    @bp.response(204)
+    @with_session
+    def post(self, lease_id: str, session: Session) -> Any:
+        """Give a leased task back without answering it."""
+        pool.release_task(session, worker_id=current_principal().worker_id, token=lease_id)
+        return "", 204

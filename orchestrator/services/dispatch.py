@@ -1,0 +1,207 @@
+"""Dispatch: split a project's pending items into batches for a workforce and publish them.
+
+An item is pending while its live slots (open, leased or answered) number fewer
+than the project's overlap, counted across every workforce, so dispatching to
+several workforces over time never asks for more than `overlap` answers.
+
+Gold: each batch records a sample of the project's gold items. Pull workforces
+(the internal pool) serve them on demand, so each worker's share follows
+`gold_rate` (see `orchestrator.services.pool`). Push workforces receive them as
+ordinary tasks with `overlap` slots each, about `gold_rate` of the batch's tasks.
+"""
+
+import random
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from connectors.base import BatchSpec, Connector, SubmissionRef, TaskSpec
+from orchestrator.db import utcnow
+from orchestrator.errors import ConflictError, NotFoundError
+from orchestrator.models import Assignment, Batch, BatchItem, Item, Project, Workforce
+from orchestrator.models.batches import LIVE_STATUSES
+from orchestrator.services.projects import get_project
+from orchestrator.services.workforces import connector_for, get_workforce
+
+
+def pending_items(session: Session, project: Project) -> list[tuple[int, int]]:
+    """Return `(item_id, slots_needed)` for non-gold items short of their overlap, in order."""
+    live = sa.func.count(Assignment.id)
+    rows = session.execute(
+        sa.select(Item.id, live)
+        .outerjoin(
+            Assignment,
+            sa.and_(Assignment.item_id == Item.id, Assignment.status.in_(LIVE_STATUSES)),
+        )
+        .where(Item.project_id == project.id, Item.gold_label.is_(None))
+        .group_by(Item.id)
+        .having(live < project.overlap)
+        .order_by(Item.id)
+    ).all()
+    return [(item_id, project.overlap - count) for item_id, count in rows]
+
+
+def gold_sample_size(items: int, gold_rate: float) -> int:
+    """How many gold items to mix into a batch of `items` so that about gold_rate is gold."""
+    if gold_rate <= 0 or items == 0:
+        return 0
+    return max(1, round(items * gold_rate / (1 - gold_rate)))
+
+
+def dispatch(
+    session: Session,
+    project_id: int,
+    *,
+    workforce_id: int,
+    batch_size: int | None = None,
+    max_items: int | None = None,
+    due_at: datetime | None = None,
+    seed: int | None = None,
+) -> list[Batch]:
+    """Create and publish batches of the project's pending items for one workforce."""
+    project = get_project(session, project_id, for_update=True)  # one dispatch at a time
+    if project.status != "active":
+        raise ConflictError(f"project {project_id} is {project.status}; it takes no new work")
+    workforce = get_workforce(session, workforce_id)
+    if workforce.status != "active":
+        raise ConflictError(f"workforce {workforce_id} is {workforce.status}")
+    pending = pending_items(session, project)[:max_items]
+    if not pending:
+        raise ConflictError(
+            "no pending items: every item already has its overlap of live slots",
+            details={"items": ["nothing to dispatch"]},
+        )
+    gold_ids = list(
+        session.scalars(
+            sa.select(Item.id).where(Item.project_id == project.id, Item.gold_label.is_not(None))
+        )
+    )
+    rng = random.Random(seed)
+    size = batch_size or len(pending)
+    connector = connector_for(workforce)
+    batches = []
+    for start in range(0, len(pending), size):
+        chunk = pending[start : start + size]
+        gold = rng.sample(
+            gold_ids, min(len(gold_ids), gold_sample_size(len(chunk), project.gold_rate))
+        )
+        batch = _create_batch(session, project, workforce, chunk, gold, connector.is_pull, due_at)
+        _publish(session, project, batch, connector)
+        batches.append(batch)
+    return batches
+
+
+def _create_batch(
+    session: Session,
+    project: Project,
+    workforce: Workforce,
+    chunk: Sequence[tuple[int, int]],
+    gold: Sequence[int],
+    is_pull: bool,
+    due_at: datetime | None,
+) -> Batch:
+    now = utcnow()
+    # Pull workforces get gold slots on demand; push workforces get them up front.
+    gold_slots = [] if is_pull else [(item_id, project.overlap) for item_id in gold]
+    slots = [*chunk, *gold_slots]
+    batch = Batch(
+        project_id=project.id,
+        workforce_id=workforce.id,
+        status="created",
+        item_count=len(chunk),
+        gold_count=len(gold),
+        slot_count=sum(n for _, n in slots),
+        due_at=due_at,
+        created_at=now,
+    )
+    session.add(batch)
+    session.flush()
+    session.execute(
+        sa.insert(BatchItem),
+        [{"batch_id": batch.id, "item_id": item_id, "is_gold": False} for item_id, _ in chunk]
+        + [{"batch_id": batch.id, "item_id": item_id, "is_gold": True} for item_id in gold],
+    )
+    gold_set = set(gold)
+    session.execute(
+        sa.insert(Assignment),
+        [
+            {
+                "batch_id": batch.id,
+                "item_id": item_id,
+                "project_id": project.id,
+                "workforce_id": workforce.id,
+                "is_gold": item_id in gold_set,
+                "status": "open",
+                "reserved_micros": 0,
+                "created_at": now,
+            }
+            for item_id, count in slots
+            for _ in range(count)
+        ],
+    )
+    return batch
+
+
+def _publish(session: Session, project: Project, batch: Batch, connector: Connector) -> None:
+    items = session.execute(
+        sa.select(Item.id, Item.data, sa.func.count(Assignment.id))
+        .join(Assignment, Assignment.item_id == Item.id)
+        .where(Assignment.batch_id == batch.id)
+        .group_by(Item.id, Item.data)
+        .order_by(Item.id)
+    ).all()
+    spec = BatchSpec(
+        batch_id=batch.id,
+        project_id=project.id,
+        title=project.name,
+        instructions=project.instructions,
+        labels=list(project.labels),
+        reward=project.reward,
+        currency=project.currency,
+        tasks=[TaskSpec(task_ref=str(item_id), data=data, slots=n) for item_id, data, n in items],
+        due_at=batch.due_at,
+    )
+    ref = connector.publish(spec)
+    batch.external_ref = ref.external_ref
+    batch.connector_state = dict(ref.state)
+    batch.status = "published"
+    batch.published_at = utcnow()
+
+
+def get_batch(session: Session, batch_id: int, *, project_id: int | None = None) -> Batch:
+    """Return a batch (of a project, when given) or raise NotFoundError."""
+    batch = session.get(Batch, batch_id)
+    if batch is None or (project_id is not None and batch.project_id != project_id):
+        raise NotFoundError(f"batch {batch_id} not found")
+    return batch
+
+
+def list_batches(session: Session, project_id: int) -> list[Batch]:
+    """Return a project's batches, oldest first."""
+    get_project(session, project_id)
+    return list(
+        session.scalars(sa.select(Batch).where(Batch.project_id == project_id).order_by(Batch.id))
+    )
+
+
+def cancel_batch(session: Session, batch_id: int) -> Batch:
+    """Cancel a batch: its open and leased slots close, and its unanswered items become pending."""
+    batch = session.scalar(sa.select(Batch).where(Batch.id == batch_id).with_for_update())
+    if batch is None:
+        raise NotFoundError(f"batch {batch_id} not found")
+    if batch.status in ("completed", "cancelled"):
+        raise ConflictError(f"batch {batch_id} is already {batch.status}")
+    session.execute(
+        sa.update(Assignment)
+        .where(Assignment.batch_id == batch.id, Assignment.status.in_(("open", "leased")))
+        .values(status="cancelled")
+    )
+    batch.status = "cancelled"
+    batch.completed_at = utcnow()
+    workforce = get_workforce(session, batch.workforce_id)
+    connector_for(workforce).cancel(
+        SubmissionRef(batch.id, batch.external_ref, batch.connector_state)
+    )
+    return batch

@@ -1,0 +1,319 @@
+"""Dispatch, the internal pool's leases, gold scoring and blocking, through the HTTP API."""
+
+import json
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from orchestrator.db import utcnow
+from orchestrator.models import Answer, Assignment, Item, WorkerProject
+
+LABELS = ["cat", "dog"]
+TASK_KEYS = {"lease_id", "expires_at", "project_id", "data", "instructions", "labels"}
+
+
+class Campaign:
+    """A project with items and gold, an internal workforce, and worker keys."""
+
+    def __init__(self, client, ops, make_key, session, **settings):
+        self.client, self.ops, self.session = client, ops, session
+        self.make_key = make_key
+        project = {
+            "name": "pets",
+            "labels": LABELS,
+            "overlap": 2,
+            "gold_rate": 0.25,
+            "gold_accuracy_threshold": 0.7,
+            "gold_min_answers": 3,
+            "instructions": "Is it a cat or a dog?",
+            **settings,
+        }
+        self.project_id = client.post("/api/v1/projects", json=project, headers=ops).get_json()[
+            "id"
+        ]
+        self.workforce_id = self.workforce("internal")
+
+    def workforce(self, name, **config):
+        response = self.client.post(
+            "/api/v1/workforces",
+            json={"name": name, "kind": "internal", "config": config},
+            headers=self.ops,
+        )
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()["id"]
+
+    def import_items(self, count, gold=0):
+        rows = [{"external_id": f"i{n}", "data": {"n": n}} for n in range(count)]
+        rows += [
+            {"external_id": f"g{n}", "data": {"n": 1000 + n}, "gold_label": "cat"}
+            for n in range(gold)
+        ]
+        response = self.client.post(
+            f"/api/v1/projects/{self.project_id}/items",
+            data="".join(json.dumps(r) + "\n" for r in rows),
+            headers={**self.ops, "Content-Type": "application/x-ndjson"},
+        )
+        assert response.status_code == 201
+
+    def dispatch(self, workforce_id=None, **options):
+        return self.client.post(
+            f"/api/v1/projects/{self.project_id}/batches",
+            json={"workforce_id": workforce_id or self.workforce_id, **options},
+            headers=self.ops,
+        )
+
+    def worker(self, name):
+        return self.make_key("worker", worker=name, workforce="internal")
+
+    def next(self, worker):
+        return self.client.get("/api/v1/tasks/next", headers=worker)
+
+    def answer(self, worker, lease_id, label):
+        return self.client.post(
+            f"/api/v1/tasks/{lease_id}/answer", json={"label": label}, headers=worker
+        )
+
+    def slot(self, lease_id):
+        return self.session.scalar(sa.select(Assignment).where(Assignment.lease_token == lease_id))
+
+    def work_until_done(self, workers, answer_for=lambda slot, item: "dog"):
+        """Let workers take turns until none gets a task; return every task response."""
+        seen = []
+        active = list(workers)
+        while active:
+            for worker in list(active):
+                response = self.next(worker)
+                if response.status_code == 204:
+                    active.remove(worker)
+                    continue
+                task = response.get_json()
+                seen.append(task)
+                slot = self.slot(task["lease_id"])
+                item = self.session.get(Item, slot.item_id)
+                self.session.expire_all()
+                assert (
+                    self.answer(worker, task["lease_id"], answer_for(slot, item)).status_code == 201
+                )
+        return seen
+
+
+@pytest.fixture
+def campaign(client, ops, make_key, session):
+    return Campaign(client, ops, make_key, session)
+
+
+def test_dispatch_splits_items_into_batches_with_gold(campaign):
+    campaign.import_items(8, gold=4)
+    response = campaign.dispatch(batch_size=4)
+    assert response.status_code == 201
+    batches = response.get_json()["data"]
+    assert [b["item_count"] for b in batches] == [4, 4]
+    assert all(b["status"] == "published" and b["gold_count"] >= 1 for b in batches)
+    assert all(b["slot_count"] == 4 * 2 for b in batches)  # pull: gold slots come on demand
+    again = campaign.dispatch()
+    assert again.status_code == 409
+    assert "no pending items" in again.get_json()["error"]["message"]
+
+
+def test_overlap_holds_across_workforces(campaign):
+    campaign.import_items(3)
+    other = campaign.workforce("second-pool")
+    first = campaign.dispatch().get_json()["data"][0]
+    assert campaign.dispatch(other).status_code == 409
+    cancelled = campaign.client.post(f"/api/v1/batches/{first['id']}/cancel", headers=campaign.ops)
+    assert cancelled.get_json()["status"] == "cancelled"
+    moved = campaign.dispatch(other).get_json()["data"]
+    assert moved[0]["slot_count"] == 3 * 2
+
+
+def test_task_shows_data_instructions_labels_and_nothing_about_gold(campaign):
+    campaign.import_items(0, gold=3)
+    campaign.import_items(2)
+    campaign.dispatch()
+    worker = campaign.worker("ann")
+    tasks = campaign.work_until_done([worker])
+    assert tasks, "the worker got no task"
+    for task in tasks:
+        assert set(task) == TASK_KEYS
+        assert task["labels"] == LABELS and task["instructions"] == "Is it a cat or a dog?"
+        assert "gold" not in json.dumps(task) and 'cat"' not in json.dumps(task["data"])
+    assert any(
+        campaign.session.scalar(sa.select(Answer.is_gold).where(Answer.id == a.id))
+        for a in campaign.session.scalars(sa.select(Answer))
+    )
+
+
+def test_each_item_gets_exactly_overlap_answers_from_distinct_workers(campaign):
+    campaign.import_items(6, gold=2)
+    campaign.dispatch(batch_size=3)
+    workers = [campaign.worker(f"w{n}") for n in range(4)]
+    campaign.work_until_done(workers, answer_for=lambda slot, item: item.gold_label or "dog")
+    answers = campaign.session.execute(
+        sa.select(Answer.item_id, Answer.worker_id).where(Answer.is_gold.is_(False))
+    ).all()
+    per_item = {}
+    for item_id, worker_id in answers:
+        per_item.setdefault(item_id, []).append(worker_id)
+    assert len(per_item) == 6
+    assert all(len(ws) == 2 and len(set(ws)) == 2 for ws in per_item.values())
+    progress = campaign.client.get(
+        f"/api/v1/projects/{campaign.project_id}/progress", headers=campaign.ops
+    ).get_json()
+    assert (progress["answered_to_overlap"], progress["pending"], progress["in_progress"]) == (
+        6,
+        0,
+        0,
+    )
+
+
+def test_lease_errors(campaign):
+    campaign.import_items(2)
+    campaign.dispatch()
+    ann, bob = campaign.worker("ann"), campaign.worker("bob")
+    lease = campaign.next(ann).get_json()["lease_id"]
+
+    wrong_label = campaign.answer(ann, lease, "horse")
+    assert wrong_label.status_code == 422
+    assert "label" in wrong_label.get_json()["error"]["details"]
+
+    foreign = campaign.answer(bob, lease, "cat")
+    assert foreign.status_code == 409 and "another worker" in foreign.get_json()["error"]["message"]
+
+    assert campaign.answer(ann, lease, "cat").status_code == 201
+    twice = campaign.answer(ann, lease, "cat")
+    assert twice.status_code == 409 and twice.get_json()["error"]["details"] == {
+        "lease": ["answered"]
+    }
+
+    unknown = campaign.answer(ann, "no-such-lease", "cat")
+    assert unknown.status_code == 404
+
+
+def test_expired_lease_is_refused_and_its_slot_returns_to_the_queue(campaign):
+    campaign.import_items(1)
+    campaign.dispatch()
+    ann, bob, cy = campaign.worker("ann"), campaign.worker("bob"), campaign.worker("cy")
+    first = campaign.next(ann).get_json()
+    second = campaign.next(bob).get_json()
+    assert campaign.next(cy).status_code == 204  # overlap 2: both slots leased
+    slot = campaign.slot(first["lease_id"])
+    slot.lease_expires_at = utcnow() - timedelta(seconds=1)
+    campaign.session.commit()
+
+    late = campaign.answer(ann, first["lease_id"], "cat")
+    assert late.status_code == 409 and late.get_json()["error"]["details"] == {"lease": ["expired"]}
+    retaken = campaign.next(cy)
+    assert retaken.status_code == 200 and retaken.get_json()["data"] == first["data"]
+    assert campaign.next(ann).status_code == 204  # never the same item again
+    assert campaign.answer(bob, second["lease_id"], "dog").status_code == 201
+    assert campaign.answer(cy, retaken.get_json()["lease_id"], "dog").status_code == 201
+
+
+def test_release_gives_the_task_back(campaign):
+    campaign.import_items(1)
+    campaign.dispatch()
+    ann, bob, cy = campaign.worker("ann"), campaign.worker("bob"), campaign.worker("cy")
+    lease = campaign.next(ann).get_json()["lease_id"]
+    campaign.next(bob)
+    released = campaign.client.post(f"/api/v1/tasks/{lease}/release", headers=ann)
+    assert released.status_code == 204
+    assert campaign.next(cy).status_code == 200
+
+
+def test_worker_failing_gold_is_blocked_and_their_answers_reopened(campaign):
+    campaign.import_items(12, gold=6)
+    campaign.dispatch()
+    bad, good = campaign.worker("bad"), campaign.worker("good")
+    blocked_after = None
+    for turn in range(30):
+        response = campaign.next(bad)
+        if response.status_code == 204:
+            blocked_after = turn
+            break
+        task = response.get_json()
+        assert campaign.answer(bad, task["lease_id"], "dog").status_code == 201  # gold says cat
+    assert blocked_after is not None, "the failing worker was never blocked"
+    record = campaign.session.scalar(
+        sa.select(WorkerProject).where(WorkerProject.status == "blocked")
+    )
+    assert record.gold_answers >= 3 and record.gold_correct == 0
+    statuses = set(
+        campaign.session.scalars(
+            sa.select(Answer.status).where(
+                Answer.worker_id == record.worker_id, Answer.is_gold.is_(False)
+            )
+        )
+    )
+    assert statuses == {"excluded"}
+    # Reopened slots: the good worker can still bring every item to its overlap.
+    campaign.work_until_done(
+        [good, campaign.worker("third")], answer_for=lambda slot, item: item.gold_label or "dog"
+    )
+    accepted = campaign.session.execute(
+        sa.select(Answer.item_id, sa.func.count())
+        .where(Answer.status == "accepted", Answer.is_gold.is_(False))
+        .group_by(Answer.item_id)
+    ).all()
+    assert len(accepted) == 12 and {n for _, n in accepted} == {2}
+    report = campaign.client.get(
+        f"/api/v1/projects/{campaign.project_id}/workers", headers=campaign.ops
+    ).get_json()["data"]
+    by_name = {w["external_id"]: w for w in report}
+    assert by_name["bad"]["status"] == "blocked" and by_name["bad"]["gold_accuracy"] == 0.0
+    assert by_name["good"]["gold_accuracy"] == 1.0
+    low, high = by_name["good"]["gold_accuracy_interval"]
+    assert 0 < low < 1.0 and high == 1.0
+    assert by_name["good"]["median_seconds"] is not None
+
+
+def test_gold_share_per_worker(client, ops, make_key, session):
+    campaign = Campaign(
+        client, ops, make_key, session, overlap=1, gold_rate=0.2, gold_min_answers=1000
+    )
+    campaign.import_items(80, gold=30)
+    campaign.dispatch()
+    worker = campaign.worker("solo")
+    tasks = campaign.work_until_done([worker])
+    gold = session.scalar(sa.select(sa.func.count()).where(Answer.is_gold.is_(True)))
+    share = gold / len(tasks)
+    # 80 real items at 20% gold: 100 tasks, 20 of them gold; stated tolerance +-3 points.
+    assert len(tasks) == 100 and abs(share - 0.2) <= 0.03, share
+
+
+def test_workforce_config_refuses_secrets(client, ops):
+    response = client.post(
+        "/api/v1/workforces",
+        json={"name": "acme", "kind": "internal", "config": {"api_token": "s3cr3t"}},
+        headers=ops,
+    )
+    assert response.status_code == 422
+    assert "config.api_token" in response.get_json()["error"]["details"]
+    assert "s3cr3t" not in response.get_data(as_text=True)
+    bad_ref = client.post(
+        "/api/v1/workforces",
+        json={"name": "acme", "kind": "internal", "config": {"token_env": "not a name"}},
+        headers=ops,
+    )
+    assert bad_ref.status_code == 422
+
+
+def test_unknown_connector_is_a_clear_error(client, ops):
+    response = client.post(
+        "/api/v1/workforces",
+        json={"name": "x", "kind": "internal", "connector": "no-such-thing"},
+        headers=ops,
+    )
+    assert response.status_code == 422
+    assert "no connector named 'no-such-thing'" in response.get_json()["error"]["message"]
+
+
+def test_workforce_names_are_unique(client, ops):
+    first = client.post(
+        "/api/v1/workforces", json={"name": "pool", "kind": "internal"}, headers=ops
+    )
+    assert first.status_code == 201
+    again = client.post(
+        "/api/v1/workforces", json={"name": "pool", "kind": "internal"}, headers=ops
+    )
+    assert again.status_code == 409
