@@ -3,11 +3,11 @@
 PostgreSQL: `QUORUM_TEST_POSTGRES_URL` names a fresh database to use (`.ci/run` creates
 one per run). Without it, the tests create a throwaway database on the local server
 (`QUORUM_TEST_POSTGRES_SERVER`, default postgres@127.0.0.1:5432) and drop it at the end.
+Tests against a live server (gunicorn, several processes) get databases of their own.
 When `CI=true`, an unreachable PostgreSQL fails the run instead of skipping it.
 """
 
 import os
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,8 +25,8 @@ from orchestrator.app import create_app
 from orchestrator.db import make_engine
 from orchestrator.services import keys
 from orchestrator.settings import Settings
+from tests.support.live_server import create_pg_database
 
-DEFAULT_PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 IS_CI = os.environ.get("CI", "").lower() == "true"
 _backend_outcomes: Counter[tuple[str, str]] = Counter()
 
@@ -36,18 +36,7 @@ def _create_pg_database() -> tuple[str, Callable[[], None]]:
     given = os.environ.get("QUORUM_TEST_POSTGRES_URL")
     if given:
         return given, lambda: None
-    server = sa.engine.make_url(os.environ.get("QUORUM_TEST_POSTGRES_SERVER", DEFAULT_PG_SERVER))
-    name = f"quorum_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return server.set(database=name).render_as_string(hide_password=False), drop
+    return create_pg_database()
 
 
 @pytest.fixture(scope="session")
@@ -140,6 +129,9 @@ def ops(make_key: Callable[..., dict[str, str]]) -> dict[str, str]:
 
 def backend_of(item: pytest.Item) -> str | None:
     """Return the database backend a test ran on, if any."""
+    marker = item.get_closest_marker("backend")
+    if marker is not None:
+        return str(marker.args[0])
     callspec = getattr(item, "callspec", None)
     return callspec.params.get("database_url") if callspec else None
 

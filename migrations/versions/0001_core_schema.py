@@ -367,8 +367,8 @@ def upgrade() -> None:
             "ix_assignment_open_queue",
             ["workforce_id", "id"],
             unique=False,
-            postgresql_where=sa.text("status = 'open' AND NOT is_gold"),
-            sqlite_where=sa.text("status = 'open' AND NOT is_gold"),
+            postgresql_where=sa.text("status = 'open'"),
+            sqlite_where=sa.text("status = 'open'"),
         )
         batch_op.create_index(batch_op.f("ix_assignment_worker_id"), ["worker_id"], unique=False)
 
@@ -693,8 +693,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_assignment_worker_id"))
         batch_op.drop_index(
             "ix_assignment_open_queue",
-            postgresql_where=sa.text("status = 'open' AND NOT is_gold"),
-            sqlite_where=sa.text("status = 'open' AND NOT is_gold"),
+            postgresql_where=sa.text("status = 'open'"),
+            sqlite_where=sa.text("status = 'open'"),
         )
         batch_op.drop_index("ix_assignment_lease_expiry")
         batch_op.drop_index("ix_assignment_item_worker")

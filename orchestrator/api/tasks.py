@@ -85,7 +85,7 @@ class TaskAnswer(MethodView):
         accepted = pool.submit_answer(
             session, worker_id=current_principal().worker_id, token=lease_id, **data
         )
-        return {"answer_id": accepted.answer.id, "label": accepted.answer.label}
+        return {"answer_id": accepted.answer_id, "label": accepted.label}
 
 
 @bp.route("/<string:lease_id>/release")

@@ -58,13 +58,13 @@ class Assignment(Base):
 
     __tablename__ = "assignment"
     __table_args__ = (
-        # The hand-out queue: open, non-gold slots of a workforce in id order.
+        # The hand-out queue: open slots of a workforce in id order.
         sa.Index(
             "ix_assignment_open_queue",
             "workforce_id",
             "id",
-            postgresql_where=sa.text("status = 'open' AND NOT is_gold"),
-            sqlite_where=sa.text("status = 'open' AND NOT is_gold"),
+            postgresql_where=sa.text("status = 'open'"),
+            sqlite_where=sa.text("status = 'open'"),
         ),
         sa.Index("ix_assignment_item_worker", "item_id", "worker_id"),
         sa.Index("ix_assignment_item_status", "item_id", "status"),

@@ -9,6 +9,8 @@ Gold: about `gold_rate` of what each worker sees is gold. Gold slots are created
 on demand for the worker whose turn it is: the worker's next task is gold when
 `gold_seen < round(gold_rate * (tasks_seen + 1))`, taken first from the batch's
 gold set, then from the project's, never one the worker has seen.
+
+Both routes are hot paths, so they run Core statements, a handful per call.
 """
 
 import math
@@ -18,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from orchestrator.db import utcnow
 from orchestrator.errors import ConflictError, ForbiddenError, NotFoundError
@@ -33,13 +35,15 @@ from orchestrator.models import (
 )
 from orchestrator.services.answers import (
     AcceptedAnswer,
+    Slot,
     accept_answer,
     check_label,
     reopen_slots,
-    worker_record,
+    upsert_worker_record,
 )
 
-MAX_ATTEMPTS = 8
+A = Assignment.__table__
+SEEN = A.alias("seen")
 
 
 @dataclass(frozen=True)
@@ -58,108 +62,105 @@ def next_task(
     session: Session, *, worker_id: int, project_id: int | None = None, default_lease_seconds: int
 ) -> Lease | None:
     """Lease the next slot to a worker, or return None when there is no work for them."""
-    worker = session.get(Worker, worker_id)
+    worker = session.execute(
+        sa.select(Worker.status, Worker.workforce_id, Workforce.kind, Workforce.config)
+        .join(Workforce, Workforce.id == Worker.workforce_id)
+        .where(Worker.id == worker_id)
+    ).one_or_none()
     if worker is None or worker.status != "active":
         raise ForbiddenError("this worker is not active")
-    workforce = session.get(Workforce, worker.workforce_id)
-    if workforce is None or workforce.kind != "internal":
+    if worker.kind != "internal":
         raise ForbiddenError("only internal-pool workers pull tasks")
-    for attempt in range(MAX_ATTEMPTS):
-        slot = _find_open_slot(session, worker, project_id)
-        if slot is None:
-            if attempt == 0 and expire_leases(session, workforce_id=workforce.id):
-                continue
-            return None
-        project = session.get(Project, slot.project_id)
-        assert project is not None
-        lease_seconds = (
-            project.lease_seconds or workforce.config.get("lease_seconds") or default_lease_seconds
-        )
-        record = worker_record(session, worker.id, project.id)
-        gold_slot = _lease_gold(session, worker, project, slot, record, lease_seconds)
-        leased = gold_slot or _lease(session, slot.id, worker.id, lease_seconds)
-        if leased is None:
-            continue  # another process took the slot first (SQLite retry path)
-        record.tasks_seen += 1
-        record.gold_seen += int(gold_slot is not None)
-        data = session.scalar(sa.select(Item.data).where(Item.id == leased.item_id))
-        return Lease(
-            token=leased.lease_token or "",
-            expires_at=leased.lease_expires_at or utcnow(),
-            project_id=project.id,
-            data=data or {},
-            instructions=project.instructions,
-            labels=list(project.labels),
-        )
-    return None
+    slot = _find_open_slot(session, worker_id, worker.workforce_id, project_id)
+    if slot is None and expire_leases(session, workforce_id=worker.workforce_id):
+        slot = _find_open_slot(session, worker_id, worker.workforce_id, project_id)
+    if slot is None:
+        return None
+    project = session.execute(
+        sa.select(
+            Project.gold_rate, Project.lease_seconds, Project.instructions, Project.labels
+        ).where(Project.id == slot.project_id)
+    ).one()
+    seconds = project.lease_seconds or worker.config.get("lease_seconds") or default_lease_seconds
+    record = upsert_worker_record(session, worker_id, slot.project_id, tasks_seen=1)
+    leased = None
+    if _is_gold_turn(project.gold_rate, record):
+        leased = _lease_gold(session, worker_id, worker.workforce_id, slot, seconds)
+    if leased is None:
+        leased = _lease(session, slot.id, worker_id, seconds)
+    item_id, token, expires_at = leased
+    data = session.scalar(sa.select(Item.data).where(Item.id == item_id))
+    return Lease(
+        token, expires_at, slot.project_id, data or {}, project.instructions, list(project.labels)
+    )
 
 
-def _find_open_slot(session: Session, worker: Worker, project_id: int | None) -> Any:
-    seen = aliased(Assignment)
+def _find_open_slot(
+    session: Session, worker_id: int, workforce_id: int, project_id: int | None
+) -> sa.Row | None:
     blocked = sa.select(WorkerProject.project_id).where(
-        WorkerProject.worker_id == worker.id, WorkerProject.status == "blocked"
+        WorkerProject.worker_id == worker_id, WorkerProject.status == "blocked"
     )
     query = (
-        sa.select(Assignment.id, Assignment.project_id, Assignment.batch_id, Assignment.item_id)
+        sa.select(A.c.id, A.c.project_id, A.c.batch_id, A.c.item_id)
         .where(
-            Assignment.workforce_id == worker.workforce_id,
-            Assignment.status == "open",
-            Assignment.is_gold.is_(False),
-            Assignment.project_id.not_in(blocked),
-            ~sa.exists().where(seen.item_id == Assignment.item_id, seen.worker_id == worker.id),
+            A.c.workforce_id == workforce_id,
+            A.c.status == "open",
+            A.c.is_gold.is_(False),
+            A.c.project_id.not_in(blocked),
+            ~sa.exists().where(SEEN.c.item_id == A.c.item_id, SEEN.c.worker_id == worker_id),
         )
-        .order_by(Assignment.id)
+        .order_by(A.c.id)
         .limit(1)
     )
     if project_id is not None:
-        query = query.where(Assignment.project_id == project_id)
+        query = query.where(A.c.project_id == project_id)
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=Assignment)
-    return session.execute(query).first()
+        query = query.with_for_update(skip_locked=True, of=A)
+    return session.execute(query).one_or_none()
 
 
-def _lease(session: Session, slot_id: int, worker_id: int, lease_seconds: int) -> Assignment | None:
+def _lease_values(worker_id: int, seconds: int) -> dict[str, Any]:
     now = utcnow()
-    # Conditional on still being open, so two racing transactions cannot both win.
-    updated = session.execute(
-        sa.update(Assignment)
-        .where(Assignment.id == slot_id, Assignment.status == "open")
-        .values(
-            status="leased",
-            worker_id=worker_id,
-            lease_token=secrets.token_urlsafe(24),
-            leased_at=now,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-        )
-        .returning(Assignment)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
-    return updated
+    return {
+        "status": "leased",
+        "worker_id": worker_id,
+        "lease_token": secrets.token_urlsafe(24),
+        "leased_at": now,
+        "lease_expires_at": now + timedelta(seconds=seconds),
+    }
 
 
-def _is_gold_turn(project: Project, record: WorkerProject) -> bool:
-    due = math.floor(project.gold_rate * (record.tasks_seen + 1) + 0.5)
-    return project.gold_rate > 0 and record.gold_seen < due
+def _lease(
+    session: Session, slot_id: int, worker_id: int, seconds: int
+) -> tuple[int, str, datetime]:
+    values = _lease_values(worker_id, seconds)
+    # Conditional on still being open: a second line of defence behind the row lock.
+    item_id = session.execute(
+        sa.update(A)
+        .where(A.c.id == slot_id, A.c.status == "open")
+        .values(**values)
+        .returning(A.c.item_id)
+    ).scalar_one()
+    return item_id, values["lease_token"], values["lease_expires_at"]
+
+
+def _is_gold_turn(gold_rate: float, record: sa.Row) -> bool:
+    # `record` already counts this hand-out in tasks_seen.
+    return gold_rate > 0 and record.gold_seen < math.floor(gold_rate * record.tasks_seen + 0.5)
 
 
 def _lease_gold(
-    session: Session,
-    worker: Worker,
-    project: Project,
-    slot: Any,
-    record: WorkerProject,
-    lease_seconds: int,
-) -> Assignment | None:
-    if not _is_gold_turn(project, record):
-        return None
-    unseen = ~sa.exists().where(Assignment.item_id == Item.id, Assignment.worker_id == worker.id)
+    session: Session, worker_id: int, workforce_id: int, slot: sa.Row, seconds: int
+) -> tuple[int, str, datetime] | None:
+    unseen = ~sa.exists().where(A.c.item_id == Item.id, A.c.worker_id == worker_id)
     in_batch = (
         sa.select(Item.id)
         .join(BatchItem, BatchItem.item_id == Item.id)
         .where(BatchItem.batch_id == slot.batch_id, BatchItem.is_gold.is_(True), unseen)
     )
     in_project = sa.select(Item.id).where(
-        Item.project_id == project.id, Item.gold_label.is_not(None), unseen
+        Item.project_id == slot.project_id, Item.gold_label.is_not(None), unseen
     )
     for query in (in_batch, in_project):
         item_id = session.scalar(query.order_by(sa.func.random()).limit(1))
@@ -167,36 +168,53 @@ def _lease_gold(
             break
     else:
         return None
-    now = utcnow()
-    gold = Assignment(
-        batch_id=slot.batch_id,
-        item_id=item_id,
-        project_id=project.id,
-        workforce_id=worker.workforce_id,
-        is_gold=True,
-        status="leased",
-        worker_id=worker.id,
-        lease_token=secrets.token_urlsafe(24),
-        leased_at=now,
-        lease_expires_at=now + timedelta(seconds=lease_seconds),
-        created_at=now,
+    values = _lease_values(worker_id, seconds)
+    session.execute(
+        sa.insert(A).values(
+            batch_id=slot.batch_id,
+            item_id=item_id,
+            project_id=slot.project_id,
+            workforce_id=workforce_id,
+            is_gold=True,
+            reserved_micros=0,
+            created_at=values["leased_at"],
+            **values,
+        )
     )
-    session.add(gold)
-    session.flush()
-    return gold
+    upsert_worker_record(session, worker_id, slot.project_id, gold_seen=1)
+    return item_id, values["lease_token"], values["lease_expires_at"]
 
 
-def _leased_slot(session: Session, worker_id: int, token: str) -> Assignment:
-    slot = session.scalar(
-        sa.select(Assignment).where(Assignment.lease_token == token).with_for_update()
+def _leased_slot(session: Session, worker_id: int, token: str) -> sa.Row:
+    query = (
+        sa.select(
+            A.c.id,
+            A.c.item_id,
+            A.c.project_id,
+            A.c.batch_id,
+            A.c.workforce_id,
+            A.c.is_gold,
+            A.c.status,
+            A.c.worker_id,
+            A.c.leased_at,
+            A.c.lease_expires_at,
+            Project.labels,
+            Item.gold_label,
+        )
+        .join(Project, Project.id == A.c.project_id)
+        .join(Item, Item.id == A.c.item_id)
+        .where(A.c.lease_token == token)
     )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=A)
+    slot = session.execute(query).one_or_none()
     if slot is None:
         raise NotFoundError("no such lease")
     if slot.worker_id != worker_id:
         raise ConflictError("this lease belongs to another worker", details={"lease": ["foreign"]})
     if slot.status == "answered":
         raise ConflictError("this lease was already answered", details={"lease": ["answered"]})
-    if slot.status != "leased" or (slot.lease_expires_at and slot.lease_expires_at <= utcnow()):
+    if slot.status != "leased" or slot.lease_expires_at <= utcnow():
         raise ConflictError(
             "this lease has expired or was withdrawn; ask for a new task",
             details={"lease": ["expired"]},
@@ -209,17 +227,17 @@ def submit_answer(
 ) -> AcceptedAnswer:
     """Store a worker's answer to their live lease."""
     slot = _leased_slot(session, worker_id, token)
-    project = session.get(Project, slot.project_id)
-    assert project is not None
-    checked = check_label(project, label)
-    if time_spent_ms is None and slot.leased_at is not None:
+    checked = check_label(slot.labels, label)
+    if time_spent_ms is None:
         time_spent_ms = int((utcnow() - slot.leased_at).total_seconds() * 1000)
     return accept_answer(
         session,
-        project=project,
-        assignment=slot,
+        slot=Slot(
+            slot.id, slot.item_id, slot.project_id, slot.batch_id, slot.workforce_id, slot.is_gold
+        ),
         worker_id=worker_id,
         label=checked,
+        gold_label=slot.gold_label,
         time_spent_ms=time_spent_ms,
     )
 

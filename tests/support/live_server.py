@@ -9,7 +9,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -19,9 +19,29 @@ from orchestrator.db import make_engine, make_sessionmaker, unit_of_work
 from orchestrator.services import keys
 
 PG_SERVER = os.environ.get(
-    "QUORUM_BENCH_POSTGRES_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    "QUORUM_TEST_POSTGRES_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def create_pg_database(prefix: str = "quorum_test") -> tuple[str, Callable[[], None]]:
+    """Create an empty PostgreSQL database; return its URL and a function that drops it."""
+    server = sa.engine.make_url(PG_SERVER)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except Exception:
+        admin.dispose()
+        raise
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return server.set(database=name).render_as_string(hide_password=False), drop
 
 
 @contextlib.contextmanager
@@ -29,23 +49,16 @@ def fresh_database(backend: str) -> Iterator[str]:
     """Yield the URL of a new, migrated database on `backend`; drop it afterwards."""
     if backend == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite:///{tmp}/bench.db"
+            url = f"sqlite:///{tmp}/quorum.db"
             migrate.upgrade(url)
             yield url
         return
-    server = sa.engine.make_url(PG_SERVER)
-    name = f"quorum_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
+    url, drop = create_pg_database()
     try:
         migrate.upgrade(url)
         yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop()
 
 
 def create_key(database_url: str, role: str, **scope: str) -> str:
