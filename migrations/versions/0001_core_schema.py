@@ -63,6 +63,41 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_project_status"), ["status"], unique=False)
 
     op.create_table(
+        "aggregation_run",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "project_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("method", sa.String(length=40), nullable=False),
+        sa.Column("last_answer_id", sa.BigInteger(), nullable=False),
+        sa.Column("answers", sa.Integer(), nullable=False),
+        sa.Column("items", sa.Integer(), nullable=False),
+        sa.Column("iterations", sa.Integer(), nullable=True),
+        sa.Column("converged", sa.Boolean(), nullable=True),
+        sa.Column("log_likelihood", sa.Float(), nullable=True),
+        sa.Column("seconds", sa.Float(), nullable=False),
+        sa.Column(
+            "warm_start",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column(
+            "created_at", orchestrator.models.types.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["project.id"],
+            name=op.f("fk_aggregation_run_project_id_project"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_aggregation_run")),
+    )
+    with op.batch_alter_table("aggregation_run", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_aggregation_run_project_id_id", ["project_id", "id"], unique=False
+        )
+
+    op.create_table(
         "vendor",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("name", sa.String(length=120), nullable=False),
@@ -121,6 +156,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=True,
         ),
+        sa.Column("stopping_confidence", sa.Float(), nullable=True),
         sa.Column("answer_count", sa.Integer(), nullable=False),
         sa.Column(
             "aggregated_at", orchestrator.models.types.UtcDateTime(timezone=True), nullable=True
@@ -657,6 +693,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("aggregation_run", schema=None) as batch_op:
+        batch_op.drop_index("ix_aggregation_run_project_id_id")
+    op.drop_table("aggregation_run")
     op.drop_table("invoice_entry")
     with op.batch_alter_table("ledger_entry", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ledger_entry_workforce_id"))

@@ -5,10 +5,10 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from orchestrator.api import batches, health, items, projects, tasks, workforces
+from orchestrator.api import batches, health, items, projects, results, tasks, workforces
 from orchestrator.api.common import MAX_ID, ErrorSchema, IdConverter, Money
 
-BLUEPRINTS = (health.bp, projects.bp, items.bp, workforces.bp, batches.bp, tasks.bp)
+BLUEPRINTS = (health.bp, projects.bp, items.bp, workforces.bp, batches.bp, tasks.bp, results.bp)
 
 
 class QuorumApi(Api):

@@ -1,5 +1,6 @@
 """ORM models, one module per aggregate; importing this package registers every table."""
 
+from orchestrator.models.aggregation import AggregationRun
 from orchestrator.models.answers import Answer
 from orchestrator.models.audit import AuditEvent
 from orchestrator.models.batches import Assignment, Batch, BatchItem
@@ -9,6 +10,7 @@ from orchestrator.models.projects import Item, Project
 from orchestrator.models.workforces import Vendor, Worker, WorkerProject, Workforce
 
 __all__ = [
+    "AggregationRun",
     "Answer",
     "ApiKey",
     "Assignment",

@@ -69,6 +69,8 @@ class Item(Base):
     label: Mapped[str | None] = mapped_column(sa.String(255))
     confidence: Mapped[float | None] = mapped_column(sa.Float)
     label_distribution: Mapped[dict[str, float] | None] = mapped_column(JSONDocument)
+    # Calibrated confidence that decides dynamic overlap (see quality.overlap).
+    stopping_confidence: Mapped[float | None] = mapped_column(sa.Float)
     answer_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     aggregated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -23,6 +23,8 @@ ROUTE_ROLES = {
     ("POST", "/api/v1/batches/<id:batch_id>/cancel"): {"admin", "ops"},
     ("GET", "/api/v1/projects/<id:project_id>/progress"): {"admin", "ops", "finance"},
     ("GET", "/api/v1/projects/<id:project_id>/workers"): {"admin", "ops"},
+    ("GET", "/api/v1/projects/<id:project_id>/results"): {"admin", "ops"},
+    ("POST", "/api/v1/projects/<id:project_id>/aggregate"): {"admin", "ops"},
     ("GET", "/api/v1/tasks/next"): {"worker"},
     ("POST", "/api/v1/tasks/<string:lease_id>/answer"): {"worker"},
     ("POST", "/api/v1/tasks/<string:lease_id>/release"): {"worker"},

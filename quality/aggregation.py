@@ -1,0 +1,379 @@
+"""One entry point for every aggregation method: :func:`aggregate`.
+
+``dawid_skene`` is our own implementation (:mod:`quality.dawid_skene`); the other methods run
+crowd-kit 1.4.2 through :mod:`quality._crowdkit`, which is imported on first use only, so
+``import quality.aggregation`` stays cheap (crowd-kit takes seconds to import).
+
+Whatever the method, the result has the same shape: plain dicts keyed by the caller's task
+and worker ids, probability distributions over exactly the project's labels in the project's
+order, and ties between labels broken towards the label listed first.
+
+Gold: ``dawid_skene`` clamps gold tasks to their label during the fit, so gold also informs
+the worker confusion matrices and the class prior. The crowd-kit methods cannot take gold,
+so they fit on the answers alone and afterwards the gold tasks' labels and distributions are
+overwritten with the gold label (probability 1); their skills do not use gold.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from ._encoding import EncodedAnswers, check_labels, encode_answers, encode_gold
+from .dawid_skene import DawidSkeneParams, DawidSkeneState, fit_dawid_skene
+from .errors import InvalidParameterError, UnknownMethodError
+from .methods import DEFAULT_METHOD, METHODS
+
+__all__ = ["METHODS", "AggregationResult", "Diagnostics", "aggregate", "default_params"]
+
+
+# Parameter name -> (default, kind, minimum). Passed explicitly to crowd-kit every time, so a
+# crowd-kit release that changes a default cannot silently change our results.
+_CROWDKIT_PARAMS: dict[str, dict[str, tuple[Any, type, float | None]]] = {
+    "majority_vote": {},
+    "wawa": {},
+    "glad": {
+        "n_iter": (100, int, 1),
+        "tol": (1e-5, float, 0.0),
+        "m_step_max_iter": (25, int, 1),
+        "m_step_tol": (1e-2, float, 0.0),
+    },
+    "mace": {
+        "n_restarts": (10, int, 1),
+        "n_iter": (50, int, 1),
+        "method": ("vb", str, None),
+        "smoothing": (0.1, float, 0.0),
+        "default_noise": (0.5, float, 0.0),
+        "alpha": (0.5, float, 0.0),
+        "beta": (0.5, float, 0.0),
+        "random_state": (0, int, 0),
+    },
+    "one_coin_dawid_skene": {
+        "n_iter": (100, int, 1),
+        "tol": (1e-5, float, 0.0),
+        "prior_floor": (0.01, float, 0.0),
+    },
+}
+
+
+def _resolve_crowdkit_params(method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return the method's full parameter set: defaults overridden by ``params``, checked."""
+    spec = _CROWDKIT_PARAMS[method]
+    given = dict(params or {})
+    unknown = sorted(set(given) - set(spec))
+    if unknown:
+        raise InvalidParameterError(
+            f"unknown {method} parameter(s): {', '.join(unknown)}",
+            details={"unknown_parameters": unknown, "known_parameters": sorted(spec)},
+        )
+    resolved: dict[str, Any] = {}
+    for name, (default, kind, minimum) in spec.items():
+        value = given.get(name, default)
+        if kind is str:
+            ok = isinstance(value, str)
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
+        if not ok or (minimum is not None and value < minimum):
+            bound = f" >= {minimum}" if minimum is not None else ""
+            raise InvalidParameterError(
+                f"{method} parameter {name} must be a {kind.__name__}{bound}",
+                details={name: [repr(value)]},
+            )
+        resolved[name] = float(value) if kind is float else value
+    if method == "mace" and resolved["method"] not in ("vb", "em"):
+        raise InvalidParameterError(
+            "mace parameter method must be 'vb' or 'em'", details={"method": [resolved["method"]]}
+        )
+    if method == "one_coin_dawid_skene" and resolved["prior_floor"] >= 1.0:
+        raise InvalidParameterError(
+            "prior_floor must be < 1", details={"prior_floor": [resolved["prior_floor"]]}
+        )
+    return resolved
+
+
+def default_params(method: str) -> dict[str, Any]:
+    """Return the parameters ``method`` uses when ``params`` is omitted, by name."""
+    if method == "dawid_skene":
+        return asdict(DawidSkeneParams())
+    if method not in _CROWDKIT_PARAMS:
+        raise UnknownMethodError(
+            f"unknown aggregation method {method!r}", details={"method": [method]}
+        )
+    return {name: default for name, (default, _, _) in _CROWDKIT_PARAMS[method].items()}
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """How a fit went.
+
+    Attributes:
+        iterations: EM (or optimiser) iterations run; 0 for majority vote and Wawa; None
+            where crowd-kit does not report it.
+        converged: Whether the method stopped on its tolerance before its iteration cap;
+            True for the closed-form methods; None where crowd-kit does not tell (MACE).
+        log_likelihood: Final marginal log-likelihood of the answers in nats (Dawid-Skene
+            only; None otherwise).
+        log_likelihood_history: Log-likelihood at every E-step (Dawid-Skene; else empty).
+        log_posterior_history: Log posterior at every E-step, the quantity EM keeps
+            non-decreasing (Dawid-Skene; else empty).
+        warm_started: Whether a previous run's parameters seeded this fit.
+        seconds: Wall-clock time of the whole call, in seconds.
+    """
+
+    iterations: int | None
+    converged: bool | None
+    log_likelihood: float | None
+    log_likelihood_history: list[float] = field(repr=False)
+    log_posterior_history: list[float] = field(repr=False)
+    warm_started: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AggregationResult:
+    """Aggregated labels, confidences and worker skills, as plain Python containers.
+
+    Keys are the task and worker ids found in the answers (gold tasks without answers are not
+    included). Every per-task distribution covers exactly ``labels``.
+
+    Attributes:
+        method: The method that produced the result.
+        labels: The project's label set, in order.
+        labels_: Task id -> aggregated label (gold tasks: their gold label).
+        probas_: Task id -> {label: probability}, summing to 1 (gold tasks: one-hot).
+        confidence_: Task id -> probability of the aggregated label (the maximum of
+            ``probas_``; 1.0 for gold tasks).
+        stopping_confidence_: Task id -> confidence to compare with the project's
+            ``confidence_target`` for dynamic overlap. Dawid-Skene: the probability of the
+            aggregated label under the smoothed stopping posterior (see
+            :func:`quality.dawid_skene.fit_dawid_skene`), which is far better calibrated than
+            ``confidence_``. Other methods: equal to ``confidence_``.
+        skills_: Worker id -> skill in [0, 1]. Dawid-Skene: prior-weighted accuracy
+            ``sum_k prior[k] * confusion[k][k]``, the probability of answering a random task
+            correctly. Majority vote and Wawa: share of the worker's answers that agree with
+            the majority vote. One-coin DS: the fitted probability of a correct answer.
+            GLAD: ``expit(alpha)``, the probability of a correct answer on a task of unit
+            difficulty term. MACE: the probability that the worker is not spamming.
+        confusion_: Dawid-Skene only: worker id -> {true label: {answered label: probability}}
+            (each inner dict sums to 1). None for other methods.
+        priors_: Dawid-Skene only: label -> class prior probability. None otherwise.
+        diagnostics: Iterations, convergence and log-likelihood of the fit.
+        warm_start_: Dawid-Skene only: JSON-serialisable fitted parameters to pass as
+            ``warm_start`` next time (store it as is). None for other methods.
+    """
+
+    method: str
+    labels: tuple[str, ...]
+    labels_: dict[Any, str] = field(repr=False)
+    probas_: dict[Any, dict[str, float]] = field(repr=False)
+    confidence_: dict[Any, float] = field(repr=False)
+    stopping_confidence_: dict[Any, float] = field(repr=False)
+    skills_: dict[Any, float] = field(repr=False)
+    confusion_: dict[Any, dict[str, dict[str, float]]] | None = field(repr=False)
+    priors_: dict[str, float] | None
+    diagnostics: Diagnostics
+    warm_start_: dict[str, Any] | None = field(repr=False)
+
+
+def _task_dicts(
+    task_ids: list[Any],
+    labels: tuple[str, ...],
+    posteriors: NDArray[np.float64],
+    stopping: NDArray[np.float64] | None,
+) -> tuple[dict[Any, str], dict[Any, dict[str, float]], dict[Any, float], dict[Any, float]]:
+    """Turn ``(T, K)`` posteriors into the per-task dicts of :class:`AggregationResult`."""
+    rows = np.arange(len(task_ids))
+    # argmax returns the first maximum, i.e. ties go to the label listed first.
+    predicted = posteriors.argmax(axis=1)
+    names = np.asarray(labels, dtype=object)[predicted].tolist()
+    confidence = posteriors[rows, predicted].tolist()
+    stopping_confidence = confidence if stopping is None else stopping[rows, predicted].tolist()
+    probas = {
+        task: dict(zip(labels, row, strict=True))
+        for task, row in zip(task_ids, posteriors.tolist(), strict=True)
+    }
+    return (
+        dict(zip(task_ids, names, strict=True)),
+        probas,
+        dict(zip(task_ids, confidence, strict=True)),
+        dict(zip(task_ids, stopping_confidence, strict=True)),
+    )
+
+
+def _warm_state(warm_start: object) -> DawidSkeneState | None:
+    """Accept a previous result, a state, or a stored ``warm_start_`` dict."""
+    if warm_start is None or isinstance(warm_start, DawidSkeneState):
+        return warm_start
+    if isinstance(warm_start, AggregationResult):
+        return (
+            None
+            if warm_start.warm_start_ is None
+            else DawidSkeneState.from_dict(warm_start.warm_start_)
+        )
+    if isinstance(warm_start, Mapping):
+        if warm_start.get("method", "dawid_skene") != "dawid_skene":
+            return None
+        return DawidSkeneState.from_dict(warm_start)
+    raise InvalidParameterError(
+        "warm_start must be an AggregationResult, a DawidSkeneState or a stored warm_start_ dict"
+    )
+
+
+def _dawid_skene(
+    answers: pd.DataFrame,
+    labels: tuple[str, ...],
+    gold: Mapping[Any, str] | None,
+    params: Mapping[str, Any] | None,
+    warm_start: object,
+    started: float,
+) -> AggregationResult:
+    fit = fit_dawid_skene(
+        answers,
+        labels=labels,
+        gold=gold,
+        params=DawidSkeneParams.from_mapping(params),
+        warm_start=_warm_state(warm_start),
+    )
+    task_ids = fit.tasks.tolist()
+    worker_ids = fit.workers.tolist()
+    labels_, probas_, confidence_, stopping_ = _task_dicts(
+        task_ids, labels, fit.posteriors, fit.stopping_posteriors
+    )
+    confusion_ = {
+        worker: {
+            true: dict(zip(labels, row, strict=True))
+            for true, row in zip(labels, matrix, strict=True)
+        }
+        for worker, matrix in zip(worker_ids, fit.confusion.tolist(), strict=True)
+    }
+    return AggregationResult(
+        method="dawid_skene",
+        labels=labels,
+        labels_=labels_,
+        probas_=probas_,
+        confidence_=confidence_,
+        stopping_confidence_=stopping_,
+        skills_=dict(zip(worker_ids, fit.skills.tolist(), strict=True)),
+        confusion_=confusion_,
+        priors_=dict(zip(labels, fit.priors.tolist(), strict=True)),
+        diagnostics=Diagnostics(
+            iterations=fit.iterations,
+            converged=fit.converged,
+            log_likelihood=fit.log_likelihood,
+            log_likelihood_history=fit.log_likelihood_history,
+            log_posterior_history=fit.log_posterior_history,
+            warm_started=fit.warm_started,
+            seconds=time.perf_counter() - started,
+        ),
+        warm_start_=fit.state().to_dict(),
+    )
+
+
+def _crowdkit_method(
+    method: str,
+    enc: EncodedAnswers,
+    gold: Mapping[Any, str] | None,
+    params: Mapping[str, Any] | None,
+    started: float,
+) -> AggregationResult:
+    resolved = _resolve_crowdkit_params(method, params)
+    gold_task, gold_label = encode_gold(gold, enc.tasks, enc.labels)
+    from . import _crowdkit  # deferred: importing crowd-kit takes seconds
+
+    fit = _crowdkit.fit_crowdkit(method, enc, resolved)
+    posteriors = fit.posteriors
+    # These models cannot take gold: overwrite the gold tasks' results with the known label.
+    posteriors[gold_task] = 0.0
+    posteriors[gold_task, gold_label] = 1.0
+    labels_, probas_, confidence_, stopping_ = _task_dicts(
+        enc.tasks.tolist(), enc.labels, posteriors, None
+    )
+    closed_form = method in ("majority_vote", "wawa")
+    return AggregationResult(
+        method=method,
+        labels=enc.labels,
+        labels_=labels_,
+        probas_=probas_,
+        confidence_=confidence_,
+        stopping_confidence_=stopping_,
+        skills_=dict(zip(enc.workers.tolist(), fit.skills.tolist(), strict=True)),
+        confusion_=None,
+        priors_=None,
+        diagnostics=Diagnostics(
+            iterations=0 if closed_form else fit.iterations,
+            converged=True if closed_form else fit.converged,
+            log_likelihood=fit.log_likelihood,
+            log_likelihood_history=[],
+            log_posterior_history=[],
+            warm_started=False,
+            seconds=time.perf_counter() - started,
+        ),
+        warm_start_=None,
+    )
+
+
+def aggregate(
+    answers: pd.DataFrame,
+    *,
+    labels: Sequence[str],
+    method: str = DEFAULT_METHOD,
+    gold: Mapping[Any, str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    warm_start: AggregationResult | DawidSkeneState | Mapping[str, Any] | None = None,
+) -> AggregationResult:
+    """Aggregate redundant answers into one label per task, with confidences and skills.
+
+    Args:
+        answers: Long table, one row per answer, with columns ``task`` (task id),
+            ``worker`` (worker id) and ``label`` (the answer; compared with ``labels`` as
+            ``str(value)``). Ids keep their type and become the keys of the result.
+            Duplicate ``(task, worker)`` rows count as separate answers.
+        labels: The project's label set; results are distributions over exactly these.
+        method: One of :data:`METHODS`.
+        gold: Known labels by task id (see the module docstring for how each method uses
+            them). Gold tasks without answers are checked and otherwise ignored.
+        params: Method parameters by name, e.g. ``{"max_iter": 50}`` for ``dawid_skene``
+            (:class:`~quality.dawid_skene.DawidSkeneParams`) or ``{"n_iter": 20}`` for
+            ``glad``; unknown names are refused. Omitted ones take documented defaults.
+        warm_start: For ``dawid_skene``: a previous result, its ``warm_start_`` dict or a
+            :class:`~quality.dawid_skene.DawidSkeneState`, to start EM from its parameters
+            (converges in fewer iterations after a few more answers). Ignored by the other
+            methods and when the label set changed.
+
+    Returns:
+        AggregationResult: labels, distributions, confidences, skills and diagnostics.
+
+    Raises:
+        UnknownMethodError: ``method`` is not in :data:`METHODS`.
+        NotEnoughAnswersError: ``answers`` has no rows.
+        InvalidAnswersError: a required column is missing or holds nulls.
+        UnknownLabelError: an answer or a gold label is not in ``labels``.
+        InvalidParameterError: bad ``labels``, ``params`` or ``warm_start``.
+        AggregationFailedError: crowd-kit rejected the input.
+    """
+    started = time.perf_counter()
+    if method not in METHODS:
+        raise UnknownMethodError(
+            f"unknown aggregation method {method!r}; choose one of {', '.join(METHODS)}",
+            details={"method": [method], "methods": list(METHODS)},
+        )
+    label_set = check_labels(labels)
+    if params is not None and not isinstance(params, Mapping):
+        raise InvalidParameterError("params must be a mapping of parameter names to values")
+    if method == "dawid_skene":
+        return _dawid_skene(answers, label_set, gold, params, warm_start, started)
+    enc = encode_answers(answers, label_set)
+    return _crowdkit_method(method, enc, gold, params, started)
