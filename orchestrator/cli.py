@@ -1,19 +1,26 @@
 """The `quorum` command line: database, keys, serving."""
 
+import json
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import click
 from sqlalchemy.orm import Session
 
+from billing.money import MoneyError, parse_amount
 from orchestrator import migrate
 from orchestrator.db import make_engine, make_sessionmaker, unit_of_work
 from orchestrator.errors import ServiceError
 from orchestrator.models.keys import ROLES
-from orchestrator.services import audit, keys
+from orchestrator.services import aggregation, audit, keys, results
+from orchestrator.services.projects import get_project
 from orchestrator.settings import Settings
+from orchestrator.simulation import SimulationOptions, run_simulation
+from quality.methods import METHODS
 
 
 @contextmanager
@@ -120,6 +127,125 @@ def keys_revoke(key_id: int) -> None:
     except ServiceError as exc:
         raise click.UsageError(exc.message) from exc
     click.echo(f"revoked key {key_id}", err=True)
+
+
+@main.command()
+@click.option(
+    "--answers",
+    "answers_csv",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Recorded answers: CSV with task,worker,label.",
+)
+@click.option(
+    "--gold",
+    "gold_csv",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Gold labels: CSV with task,label.",
+)
+@click.option("--overlap", default=3, show_default=True, type=click.IntRange(1, 100))
+@click.option(
+    "--max-overlap", type=click.IntRange(1, 1000), help="Cap on answers per item (default: none)."
+)
+@click.option(
+    "--confidence-target",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Dynamic overlap target (default: the project default).",
+)
+@click.option(
+    "--gold-rate",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Share of each worker's tasks that are honeypots (default: the project default).",
+)
+@click.option(
+    "--honeypots",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of the gold items used as honeypots; the rest only score the result.",
+)
+@click.option("--method", type=click.Choice(METHODS), help="Aggregation method.")
+@click.option("--reward", default="0.01", show_default=True, help="Reward per answer.")
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Shuffles each item's recorded answers and picks the honeypots.",
+)
+@click.option("--database", help="Run in this database (default: a throwaway SQLite file).")
+def simulate(
+    answers_csv: str,
+    gold_csv: str,
+    overlap: int,
+    max_overlap: int | None,
+    confidence_target: float | None,
+    gold_rate: float | None,
+    honeypots: float,
+    method: str | None,
+    reward: str,
+    seed: int,
+    database: str | None,
+) -> None:
+    """Replay a real crowdsourcing data set through the whole service; print a JSON summary."""
+    try:
+        amount = parse_amount(reward)
+    except MoneyError as exc:
+        raise click.BadParameter(str(exc), param_hint="--reward") from exc
+    options = SimulationOptions(
+        overlap=overlap,
+        max_overlap=max_overlap,
+        confidence_target=confidence_target,
+        gold_rate=gold_rate,
+        honeypots=honeypots,
+        method=method,
+        reward=amount,
+        seed=seed,
+        database_url=database,
+    )
+    summary = run_simulation(Path(answers_csv), Path(gold_csv), options, _progress_printer())
+    click.echo(json.dumps(summary))
+
+
+def _progress_printer() -> Any:
+    """Report progress on stderr: a bar on a terminal, a line every 10% otherwise."""
+    last: dict[str, int] = {}
+    tty = sys.stderr.isatty()
+
+    def report(stage: str, done: int, total: int) -> None:
+        percent = 100 * done // max(total, 1)
+        if tty:
+            bar = "#" * (percent // 4)
+            click.echo(f"\r{stage}: [{bar:<25}] {done}/{total}", err=True, nl=done >= total)
+        elif percent // 10 != last.get(stage, -1):
+            last[stage] = percent // 10
+            click.echo(f"{stage}: {done}/{total} slots", err=True)
+
+    return report
+
+
+@main.command("export")
+@click.argument("project_id", type=int)
+@click.option(
+    "--format", "fmt", type=click.Choice(results.FORMATS), default="jsonl", show_default=True
+)
+@click.option("--distribution", is_flag=True, help="Add each item's per-label distribution.")
+@click.option("--include-gold", is_flag=True, help="Add the gold items.")
+@click.option("--output", "-o", type=click.File("w"), default="-", help="File (default: stdout).")
+def export(project_id: int, fmt: str, distribution: bool, include_gold: bool, output: Any) -> None:
+    """Write a project's aggregated results (re-aggregating first if answers changed)."""
+    try:
+        with _transaction() as session:
+            project = get_project(session, project_id)
+            aggregation.refresh(session, project_id)
+            rows = results.result_rows(
+                session, project_id, include_gold=include_gold, distribution=distribution
+            )
+            for chunk in results.render(rows, fmt, list(project.labels), distribution=distribution):
+                output.write(chunk)
+    except ServiceError as exc:
+        raise click.UsageError(exc.message) from exc
 
 
 @main.command()

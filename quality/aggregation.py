@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -120,10 +121,10 @@ class Diagnostics:
     """How a fit went.
 
     Attributes:
-        iterations: EM (or optimiser) iterations run; 0 for majority vote and Wawa; None
-            where crowd-kit does not report it.
+        iterations: EM (or optimiser) iterations run; 0 for majority vote and Wawa; for MACE
+            its fixed ``n_iter`` per restart.
         converged: Whether the method stopped on its tolerance before its iteration cap;
-            True for the closed-form methods; None where crowd-kit does not tell (MACE).
+            True for the closed-form methods; None for MACE (it has no tolerance).
         log_likelihood: Final marginal log-likelihood of the answers in nats (Dawid-Skene
             only; None otherwise).
         log_likelihood_history: Log-likelihood at every E-step (Dawid-Skene; else empty).
@@ -159,8 +160,8 @@ class AggregationResult:
         stopping_confidence_: Task id -> confidence to compare with the project's
             ``confidence_target`` for dynamic overlap. Dawid-Skene: the probability of the
             aggregated label under the smoothed stopping posterior (see
-            :func:`quality.dawid_skene.fit_dawid_skene`), which is far better calibrated than
-            ``confidence_``. Other methods: equal to ``confidence_``.
+            :func:`quality.dawid_skene.fit_dawid_skene`), which is less overconfident than
+            ``confidence_`` when items have few answers. Other methods: ``confidence_``.
         skills_: Worker id -> skill in [0, 1]. Dawid-Skene: prior-weighted accuracy
             ``sum_k prior[k] * confusion[k][k]``, the probability of answering a random task
             correctly. Majority vote and Wawa: share of the worker's answers that agree with
@@ -201,10 +202,10 @@ def _task_dicts(
     names = np.asarray(labels, dtype=object)[predicted].tolist()
     confidence = posteriors[rows, predicted].tolist()
     stopping_confidence = confidence if stopping is None else stopping[rows, predicted].tolist()
-    probas = {
-        task: dict(zip(labels, row, strict=True))
-        for task, row in zip(task_ids, posteriors.tolist(), strict=True)
-    }
+    # map/zip rather than a comprehension: this loop runs once per task (333k dicts take
+    # about half a second either way; this is the faster of the two).
+    distributions = map(dict, map(zip, repeat(labels), posteriors.tolist()))
+    probas = dict(zip(task_ids, distributions, strict=True))
     return (
         dict(zip(task_ids, names, strict=True)),
         probas,
@@ -343,8 +344,9 @@ def aggregate(
             Duplicate ``(task, worker)`` rows count as separate answers.
         labels: The project's label set; results are distributions over exactly these.
         method: One of :data:`METHODS`.
-        gold: Known labels by task id (see the module docstring for how each method uses
-            them). Gold tasks without answers are checked and otherwise ignored.
+        gold: Known labels by task id; keys must equal the ``task`` values, type included
+            (see the module docstring for how each method uses gold). Gold tasks without
+            answers are checked and otherwise ignored.
         params: Method parameters by name, e.g. ``{"max_iter": 50}`` for ``dawid_skene``
             (:class:`~quality.dawid_skene.DawidSkeneParams`) or ``{"n_iter": 20}`` for
             ``glad``; unknown names are refused. Omitted ones take documented defaults.

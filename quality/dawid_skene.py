@@ -229,7 +229,7 @@ class DawidSkeneFit:
         workers: Worker ids; row ``w`` of every per-worker array is ``workers[w]``.
         posteriors: ``(T, K)`` posterior class probabilities at the final parameters.
         stopping_posteriors: ``(T, K)`` posteriors recomputed with heavily smoothed confusion
-            matrices (see :func:`fit_dawid_skene`); calibrated for dynamic-overlap decisions.
+            matrices (see :func:`fit_dawid_skene`), for dynamic-overlap decisions.
         predicted: ``(T,)`` code of the most probable class (ties go to the earlier label).
         is_gold: ``(T,)`` True for tasks clamped to a known gold label.
         priors: ``(K,)`` class prior.
@@ -307,9 +307,8 @@ class _Model:
         self.n_workers = enc.n_workers
         column = enc.worker * self.k + enc.label
         # Building from COO sums duplicate rows: the same as keeping each row as an answer.
-        counts = sp.csr_array(
-            (np.ones(len(column)), (enc.task, column)), shape=(self.n_tasks, self.n_workers * self.k)
-        )
+        shape = (self.n_tasks, self.n_workers * self.k)
+        counts = sp.csr_array((np.ones(len(column)), (enc.task, column)), shape=shape)
         # answer_counts[w * K + l] = how many times worker w answered l.
         self.answer_counts = np.bincount(column, minlength=self.n_workers * self.k).astype(
             np.float64
@@ -377,17 +376,18 @@ class _Model:
             ``(K,)`` expected number of tasks per class under the new posteriors: the
             sufficient statistics of the next M-step (left at zero when ``count`` is False).
         """
-        # by_answer[k, w*K + l] = log theta[w, k, l], one contiguous row per class.
-        by_answer = np.log(confusion).transpose(1, 0, 2).reshape(self.k, self.n_workers * self.k)
-        log_priors = np.log(priors)
+        # by_answer[w*K + l, k] = log theta[w, k, l]: one row per (worker, answered label)
+        # with the K classes side by side, so one sparse pass gathers all classes at once.
+        by_answer = np.ascontiguousarray(
+            np.log(confusion).transpose(0, 2, 1).reshape(self.n_workers * self.k, self.k)
+        )
+        log_priors = np.log(priors)[:, None]
         partial = np.zeros((self.k - 1, self.n_workers * self.k))
         class_totals = np.zeros(self.k)
         log_likelihood = 0.0
         for block in self.blocks:
             width = block.stop - block.start
-            joint = self._joint[:, :width]
-            for klass in range(self.k):
-                np.add(block.counts @ by_answer[klass], log_priors[klass], out=joint[klass])
+            joint = np.add((block.counts @ by_answer).T, log_priors, out=self._joint[:, :width])
             # A gold task's class is observed: its likelihood term is the joint, not the marginal.
             gold_terms = joint[block.gold_label, block.gold_row]
             shift = joint.max(axis=0)
@@ -395,8 +395,9 @@ class _Model:
             # exp and log are scalar code on AVX2 machines and were half of an E-step;
             # float32's are vectorised and 4x faster. The shifted values are <= 0 and each
             # sum lies in [1, K], so every task's log-likelihood term keeps an absolute error
-            # below 1e-6 nats (2e-7 for K <= 4); the posteriors keep 7 significant digits.
-            # The task sums and everything else stay in float64.
+            # below 1e-6 nats (2e-7 for K <= 4), and posteriors keep 7 significant digits and
+            # sum to 1 within 1e-7 (the reported ones are renormalised in float64). The sums
+            # over tasks and everything else stay in float64.
             scaled = np.subtract(joint, shift, out=self._scaled[:, :width], casting="same_kind")
             np.exp(scaled, out=scaled)
             total = scaled.sum(axis=0)
@@ -503,9 +504,12 @@ def fit_dawid_skene(
     off-diagonal cell and ``stopping_diagonal_pseudo_count`` (default 2) in every diagonal
     cell, combined with the fitted prior; gold tasks stay one-hot.
     The heavier smoothing pulls workers with few answers towards a moderately good worker
-    instead of a perfect one, which makes the resulting confidence far less overconfident
-    than the fitted posterior (the latter reaches 0.96-0.999 on gold where true accuracy is
-    0.64-0.94). Labels still come from the ordinary posterior.
+    instead of a perfect one. The fitted posterior is overconfident (mean 0.96-0.999 on gold
+    where accuracy is 0.64-0.94); the stopping posterior is less so where dynamic overlap
+    decides, at three answers per item: mean confidence on gold 0.992 -> 0.879 for
+    weather_sentiment_amt (accuracy 0.780), 0.949 -> 0.881 for bluebirds (0.657), 0.955 ->
+    0.905 for dog (0.787). It is still above accuracy, so a ``confidence_target`` is a
+    ranking threshold more than a promised accuracy. Labels come from the ordinary posterior.
 
     Args:
         answers: Long table with columns ``task``, ``worker`` and ``label``, one row per
@@ -563,15 +567,17 @@ def fit_dawid_skene(
 
     # Stopping posterior from heavily smoothed matrices (see the docstring); ``counts`` are
     # the expected counts under the final posteriors.
-    stopping_confusion = _normalise(
-        counts
-        + _pseudo_count_matrix(
-            model.k, params.stopping_diagonal_pseudo_count, params.stopping_off_diagonal_pseudo_count
-        )
+    stopping_pseudo_counts = _pseudo_count_matrix(
+        model.k, params.stopping_diagonal_pseudo_count, params.stopping_off_diagonal_pseudo_count
     )
+    stopping_confusion = _normalise(counts + stopping_pseudo_counts)
     stopping = np.empty_like(posteriors)
     model.e_step(stopping_confusion, priors, stopping, count=False)
 
+    # The E-step normalises with a float32 sum (see _Model.e_step); renormalise the reported
+    # distributions in float64 so they sum to 1 to the last digit.
+    posteriors /= posteriors.sum(axis=0)
+    stopping /= stopping.sum(axis=0)
     is_gold = np.zeros(enc.n_tasks, dtype=bool)
     is_gold[gold_task] = True
     return DawidSkeneFit(

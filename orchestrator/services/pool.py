@@ -33,6 +33,7 @@ from orchestrator.models import (
     WorkerProject,
     Workforce,
 )
+from orchestrator.services import budgets
 from orchestrator.services.answers import (
     AcceptedAnswer,
     Slot,
@@ -56,12 +57,25 @@ class Lease:
     data: dict[str, Any]
     instructions: str
     labels: list[str]
+    # For the service's own callers (replays); the worker-facing schema leaves it out.
+    item_id: int
 
 
 def next_task(
-    session: Session, *, worker_id: int, project_id: int | None = None, default_lease_seconds: int
+    session: Session,
+    *,
+    worker_id: int,
+    project_id: int | None = None,
+    default_lease_seconds: int,
+    item_id: int | None = None,
+    gold_item_ids: list[int] | None = None,
 ) -> Lease | None:
-    """Lease the next slot to a worker, or return None when there is no work for them."""
+    """Lease the next slot to a worker, or return None when there is no work for them.
+
+    `item_id` and `gold_item_ids` narrow the choice to one item and to those gold
+    items; replays (`quorum simulate`) use them so that every answer comes from the
+    worker who really gave it. The worker-facing route never passes them.
+    """
     worker = session.execute(
         sa.select(Worker.status, Worker.workforce_id, Workforce.kind, Workforce.config)
         .join(Workforce, Workforce.id == Worker.workforce_id)
@@ -71,9 +85,9 @@ def next_task(
         raise ForbiddenError("this worker is not active")
     if worker.kind != "internal":
         raise ForbiddenError("only internal-pool workers pull tasks")
-    slot = _find_open_slot(session, worker_id, worker.workforce_id, project_id)
+    slot = _find_open_slot(session, worker_id, worker.workforce_id, project_id, item_id)
     if slot is None and expire_leases(session, workforce_id=worker.workforce_id):
-        slot = _find_open_slot(session, worker_id, worker.workforce_id, project_id)
+        slot = _find_open_slot(session, worker_id, worker.workforce_id, project_id, item_id)
     if slot is None:
         return None
     project = session.execute(
@@ -85,18 +99,24 @@ def next_task(
     record = upsert_worker_record(session, worker_id, slot.project_id, tasks_seen=1)
     leased = None
     if _is_gold_turn(project.gold_rate, record):
-        leased = _lease_gold(session, worker_id, worker.workforce_id, slot, seconds)
+        leased = _lease_gold(session, worker_id, worker.workforce_id, slot, seconds, gold_item_ids)
     if leased is None:
         leased = _lease(session, slot.id, worker_id, seconds)
-    item_id, token, expires_at = leased
-    data = session.scalar(sa.select(Item.data).where(Item.id == item_id))
+    leased_item, token, expires_at = leased
+    data = session.scalar(sa.select(Item.data).where(Item.id == leased_item))
     return Lease(
-        token, expires_at, slot.project_id, data or {}, project.instructions, list(project.labels)
+        token,
+        expires_at,
+        slot.project_id,
+        data or {},
+        project.instructions,
+        list(project.labels),
+        leased_item,
     )
 
 
 def _find_open_slot(
-    session: Session, worker_id: int, workforce_id: int, project_id: int | None
+    session: Session, worker_id: int, workforce_id: int, project_id: int | None, item_id: int | None
 ) -> sa.Row | None:
     blocked = sa.select(WorkerProject.project_id).where(
         WorkerProject.worker_id == worker_id, WorkerProject.status == "blocked"
@@ -115,6 +135,8 @@ def _find_open_slot(
     )
     if project_id is not None:
         query = query.where(A.c.project_id == project_id)
+    if item_id is not None:
+        query = query.where(A.c.item_id == item_id)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=A)
     return session.execute(query).one_or_none()
@@ -151,9 +173,16 @@ def _is_gold_turn(gold_rate: float, record: sa.Row) -> bool:
 
 
 def _lease_gold(
-    session: Session, worker_id: int, workforce_id: int, slot: sa.Row, seconds: int
+    session: Session,
+    worker_id: int,
+    workforce_id: int,
+    slot: sa.Row,
+    seconds: int,
+    allowed: list[int] | None,
 ) -> tuple[int, str, datetime] | None:
     unseen = ~sa.exists().where(A.c.item_id == Item.id, A.c.worker_id == worker_id)
+    if allowed is not None:
+        unseen = sa.and_(unseen, Item.id.in_(allowed))
     in_batch = (
         sa.select(Item.id)
         .join(BatchItem, BatchItem.item_id == Item.id)
@@ -168,6 +197,10 @@ def _lease_gold(
             break
     else:
         return None
+    # Billing: a gold answer costs like any other; reserve it, or serve an ordinary task.
+    reserved = budgets.reserve_gold_slot(session, slot.project_id, workforce_id)
+    if reserved is None:
+        return None
     values = _lease_values(worker_id, seconds)
     session.execute(
         sa.insert(A).values(
@@ -176,7 +209,7 @@ def _lease_gold(
             project_id=slot.project_id,
             workforce_id=workforce_id,
             is_gold=True,
-            reserved_micros=0,
+            reserved_micros=reserved,
             created_at=values["leased_at"],
             **values,
         )
