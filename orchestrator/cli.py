@@ -1,8 +1,11 @@
 """The `quorum` command line: database, keys, serving."""
 
 import json
+import logging
 import os
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +19,7 @@ from orchestrator import migrate
 from orchestrator.db import make_engine, make_sessionmaker, unit_of_work
 from orchestrator.errors import ServiceError
 from orchestrator.models.keys import ROLES
+from orchestrator.scheduler import SchedulerAlreadyRunningError, run_forever
 from orchestrator.services import aggregation, audit, keys, results
 from orchestrator.services.projects import get_project
 from orchestrator.settings import Settings
@@ -249,6 +253,18 @@ def export(project_id: int, fmt: str, distribution: bool, include_gold: bool, ou
 
 
 @main.command()
+def scheduler() -> None:
+    """Run the background jobs (lease expiry, re-aggregation and top-ups, batch closing)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        run_forever(Settings.from_env())
+    except SchedulerAlreadyRunningError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo("scheduler stopped", err=True)
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option(
@@ -258,24 +274,49 @@ def export(project_id: int, fmt: str, distribution: bool, include_gold: bool, ou
     help="gunicorn processes (PostgreSQL for more than one).",
 )
 @click.option("--threads", default=8, show_default=True, type=int)
-def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the API with gunicorn."""
-    if workers > 1 and Settings.from_env().database_url.startswith("sqlite"):
+@click.option(
+    "--with-scheduler/--no-scheduler",
+    default=True,
+    show_default=True,
+    help="Also run `quorum scheduler` (unless QUORUM_SCHEDULER=false).",
+)
+def serve(host: str, port: int, workers: int, threads: int, with_scheduler: bool) -> None:
+    """Serve the API with gunicorn, and the scheduler beside it (one machine's default)."""
+    settings = Settings.from_env()
+    if workers > 1 and settings.database_url.startswith("sqlite"):
         raise click.UsageError("several API processes need PostgreSQL (set DATABASE_URL)")
-    os.execvp(
+    command = [
         sys.executable,
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"{host}:{port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--access-logfile",
-            "-",
-            "orchestrator.wsgi:app",
-        ],
-    )
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--access-logfile",
+        "-",
+        "orchestrator.wsgi:app",
+    ]
+    if not (with_scheduler and settings.scheduler_enabled):
+        os.execvp(sys.executable, command)
+    scheduler_process = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "scheduler"])
+    api_process = subprocess.Popen(command)
+    try:
+        while api_process.poll() is None:
+            if scheduler_process.poll() is not None:
+                raise click.ClickException("the scheduler stopped; stopping the API too")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in (api_process, scheduler_process):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+    sys.exit(api_process.returncode)
+
+
+if __name__ == "__main__":
+    main()

@@ -18,6 +18,9 @@ class Settings:
     lease_seconds: int = 600
     import_chunk_size: int = 2000
     max_import_errors: int = 1000
+    expire_interval: int = 30
+    aggregate_interval: int = 60
+    close_interval: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -28,4 +31,7 @@ class Settings:
             lease_seconds=int(env.get("QUORUM_LEASE_SECONDS", cls.lease_seconds)),
             import_chunk_size=int(env.get("QUORUM_IMPORT_CHUNK_SIZE", cls.import_chunk_size)),
             max_import_errors=int(env.get("QUORUM_MAX_IMPORT_ERRORS", cls.max_import_errors)),
+            expire_interval=int(env.get("QUORUM_EXPIRE_INTERVAL", cls.expire_interval)),
+            aggregate_interval=int(env.get("QUORUM_AGGREGATE_INTERVAL", cls.aggregate_interval)),
+            close_interval=int(env.get("QUORUM_CLOSE_INTERVAL", cls.close_interval)),
         )

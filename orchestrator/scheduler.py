@@ -1,0 +1,159 @@
+"""Background jobs that keep Quorum working on its own (`quorum scheduler`).
+
+Each job run is one unit of work. On PostgreSQL a job first takes a transaction-level
+advisory lock named after it, so with several scheduler processes each run happens in
+exactly one of them; the lock goes with the transaction, so a process that dies
+mid-job leaves nothing held and the next run finishes the work. SQLite allows one
+scheduler process: a second one is refused with a clear message.
+"""
+
+import fcntl
+import logging
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import sqlalchemy as sa
+from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.db import make_engine, make_sessionmaker, utcnow
+from orchestrator.models import Answer, Assignment, Batch, Project
+from orchestrator.services import aggregation, pool
+from orchestrator.settings import Settings
+
+log = logging.getLogger("quorum.scheduler")
+
+
+class SchedulerAlreadyRunningError(RuntimeError):
+    """Another scheduler process holds the SQLite scheduler lock."""
+
+
+def expire_leases(session: Session) -> dict[str, int]:
+    """End leases past their expiry and reopen their slots."""
+    return {"expired": pool.expire_leases(session)}
+
+
+def refresh_results(session: Session) -> dict[str, int]:
+    """Re-aggregate active projects with new answers and top up their unsure items."""
+    runs = topped_up = 0
+    for project_id in session.scalars(
+        sa.select(Project.id).where(
+            Project.status == "active",
+            sa.exists().where(Answer.project_id == Project.id, Answer.status == "accepted"),
+        )
+    ):
+        summary = aggregation.refresh(session, project_id)
+        runs += int(bool(summary and summary.ran))
+        topped_up += aggregation.top_up(session, project_id)
+    return {"aggregated": runs, "topped_up": topped_up}
+
+
+def close_batches(session: Session) -> dict[str, int]:
+    """Complete published batches with no open or leased slot left."""
+    live = sa.exists().where(
+        Assignment.batch_id == Batch.id, Assignment.status.in_(("open", "leased"))
+    )
+    closed = session.execute(
+        sa.update(Batch)
+        .where(Batch.status.in_(("published", "in_progress")), ~live)
+        .values(status="completed", completed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return {"completed": closed}
+
+
+@dataclass(frozen=True)
+class Job:
+    """A scheduled job: its function and how often it runs."""
+
+    name: str
+    run: Callable[[Session], dict[str, int]]
+    seconds: int
+
+
+def default_jobs(settings: Settings) -> list[Job]:
+    """The jobs and their intervals (seconds, from settings)."""
+    return [
+        Job("expire_leases", expire_leases, settings.expire_interval),
+        Job("refresh_results", refresh_results, settings.aggregate_interval),
+        Job("close_batches", close_batches, settings.close_interval),
+    ]
+
+
+def run_job(sessions: sessionmaker[Session], job: Job) -> dict[str, Any] | None:
+    """Run one job in its own transaction, once across all schedulers; log what it did.
+
+    Returns what the job changed, or None when another process holds its lock.
+    """
+    started = time.perf_counter()
+    try:
+        with sessions.begin() as session:
+            if not _take_job_lock(session, job.name):
+                log.info("job skipped: held elsewhere", extra={"job": job.name})
+                return None
+            changed = job.run(session)
+    except Exception:
+        log.exception("job failed", extra={"job": job.name})
+        raise
+    seconds = round(time.perf_counter() - started, 3)
+    log.info("job ran", extra={"job": job.name, "seconds": seconds, "changed": changed})
+    return {"job": job.name, "seconds": seconds, **changed}
+
+
+def job_lock_key(name: str) -> int:
+    """The PostgreSQL advisory lock key of a job."""
+    return zlib.crc32(f"quorum.job.{name}".encode())
+
+
+def _take_job_lock(session: Session, name: str) -> bool:
+    if session.get_bind().dialect.name != "postgresql":
+        return True  # SQLite: one scheduler process, guarded by the file lock
+    return bool(session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(job_lock_key(name)))))
+
+
+def sqlite_lock(database_url: str) -> IO[str] | None:
+    """Hold the SQLite scheduler lock for this process; refuse if another process has it."""
+    url = sa.engine.make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = Path(url.database).with_suffix(".scheduler.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "w")  # noqa: SIM115 (held for the life of the process)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise SchedulerAlreadyRunningError(
+            f"another scheduler is running on {url.database}: SQLite supports one scheduler "
+            "process; use PostgreSQL (DATABASE_URL) to run several"
+        ) from None
+    return handle
+
+
+def run_forever(settings: Settings) -> None:
+    """Run the jobs on their intervals until interrupted."""
+    lock = sqlite_lock(settings.database_url)
+    engine = make_engine(settings.database_url, pool_pre_ping=True)
+    sessions = make_sessionmaker(engine)
+    scheduler = BlockingScheduler(timezone="UTC")
+    for job in default_jobs(settings):
+        scheduler.add_job(
+            run_job,
+            "interval",
+            args=(sessions, job),
+            seconds=job.seconds,
+            id=job.name,
+            max_instances=1,
+            coalesce=True,
+        )
+    log.info("scheduler started", extra={"jobs": [j.name for j in default_jobs(settings)]})
+    try:
+        scheduler.start()
+    finally:
+        engine.dispose()
+        if lock is not None:
+            lock.close()

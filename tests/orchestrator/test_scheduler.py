@@ -1,0 +1,80 @@
+"""Scheduler jobs: lease expiry, re-aggregation with top-ups, batch closing, one run at a time."""
+
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import sessionmaker
+
+from orchestrator import scheduler
+from orchestrator.db import utcnow
+from orchestrator.models import AggregationRun, Assignment, Batch
+from tests.orchestrator.api.campaign import Campaign
+
+
+@pytest.fixture
+def campaign(client, ops, make_key, session):
+    return Campaign(client, ops, make_key, session, overlap=2, gold_rate=0.0)
+
+
+def test_expire_job_reopens_expired_leases(campaign, session):
+    campaign.import_items(1)
+    campaign.dispatch()
+    lease = campaign.next(campaign.worker("ann")).get_json()["lease_id"]
+    campaign.slot(lease).lease_expires_at = utcnow() - timedelta(seconds=1)
+    session.flush()
+    assert scheduler.expire_leases(session) == {"expired": 1}
+    assert campaign.slot(lease).status == "expired"
+    assert session.scalar(sa.select(sa.func.count()).where(Assignment.status == "open")) == 2
+    assert scheduler.expire_leases(session) == {"expired": 0}
+
+
+def test_refresh_and_close_jobs(campaign, session):
+    campaign.import_items(3)
+    campaign.dispatch()
+    campaign.work_until_done([campaign.worker("a"), campaign.worker("b")])
+    assert scheduler.refresh_results(session)["aggregated"] == 1
+    assert session.scalar(sa.select(sa.func.count()).select_from(AggregationRun)) == 1
+    assert scheduler.refresh_results(session)["aggregated"] == 0  # nothing new
+    assert scheduler.close_batches(session) == {"completed": 1}
+    assert session.scalar(sa.select(Batch.status)) == "completed"
+
+
+def test_a_job_runs_in_one_scheduler_at_a_time(engine):
+    sessions = sessionmaker(bind=engine)
+    job = scheduler.Job("close_batches", scheduler.close_batches, 60)
+    if engine.dialect.name != "postgresql":
+        assert scheduler.run_job(sessions, job)["job"] == "close_batches"
+        return
+    with engine.connect() as other:
+        with other.begin():
+            other.execute(
+                sa.select(sa.func.pg_advisory_xact_lock(scheduler.job_lock_key(job.name)))
+            )
+            assert scheduler.run_job(sessions, job) is None  # held by the other "process"
+    assert scheduler.run_job(sessions, job)["job"] == "close_batches"
+
+
+def test_second_sqlite_scheduler_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path}/quorum.db"
+    held = scheduler.sqlite_lock(url)
+    try:
+        with pytest.raises(scheduler.SchedulerAlreadyRunningError, match="one scheduler"):
+            scheduler.sqlite_lock(url)
+        env = {**os.environ, "DATABASE_URL": url}
+        started = time.monotonic()
+        second = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", "scheduler"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1 and "SQLite supports one scheduler" in second.stderr
+        assert time.monotonic() - started < 60
+    finally:
+        held.close()
