@@ -8,7 +8,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
-from billing.errors import BillingError, BudgetExceededError
+from billing.errors import BillingError, BudgetExceededError, InvoiceImmutableError
 from billing.money import MoneyError
 from connectors.base import (
     ConnectorConfigError,
@@ -72,6 +72,7 @@ STATUS: dict[type[Exception], int] = {
     PayloadTooLargeError: 413,
     UnsupportedMediaTypeError: 415,
     BudgetExceededError: 409,
+    InvoiceImmutableError: 409,
     BillingError: 422,
     QualityError: 422,
     MoneyError: 422,

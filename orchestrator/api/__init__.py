@@ -5,10 +5,32 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from orchestrator.api import batches, health, items, projects, results, tasks, workforces
+from orchestrator.api import (
+    batches,
+    billing,
+    bonuses,
+    health,
+    items,
+    projects,
+    rate_cards,
+    results,
+    tasks,
+    workforces,
+)
 from orchestrator.api.common import MAX_ID, ErrorSchema, IdConverter, Money
 
-BLUEPRINTS = (health.bp, projects.bp, items.bp, workforces.bp, batches.bp, tasks.bp, results.bp)
+BLUEPRINTS = (
+    health.bp,
+    projects.bp,
+    items.bp,
+    workforces.bp,
+    batches.bp,
+    tasks.bp,
+    results.bp,
+    rate_cards.bp,
+    bonuses.bp,
+    billing.bp,
+)
 
 
 class QuorumApi(Api):

@@ -5,7 +5,14 @@ from orchestrator.models.answers import Answer
 from orchestrator.models.audit import AuditEvent
 from orchestrator.models.batches import Assignment, Batch, BatchItem
 from orchestrator.models.keys import ApiKey
-from orchestrator.models.ledger import Invoice, InvoiceEntry, InvoiceLine, LedgerEntry, RateCard
+from orchestrator.models.ledger import (
+    Bonus,
+    Invoice,
+    InvoiceEntry,
+    InvoiceLine,
+    LedgerEntry,
+    RateCard,
+)
 from orchestrator.models.projects import Item, Project
 from orchestrator.models.workforces import Vendor, Worker, WorkerProject, Workforce
 
@@ -17,6 +24,7 @@ __all__ = [
     "AuditEvent",
     "Batch",
     "BatchItem",
+    "Bonus",
     "Invoice",
     "InvoiceEntry",
     "InvoiceLine",

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orchestrator.db import Base, JSONDocument, utcnow
+from orchestrator.models.batches import Assignment
 from orchestrator.models.types import BigId, UtcDateTime
 
 
@@ -70,6 +71,9 @@ class Invoice(Base):
     period_end: Mapped[date] = mapped_column(sa.Date)
     currency: Mapped[str] = mapped_column(sa.String(3))
     total_micros: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    # The exact sum of the billed entries; `total_micros` is it rounded to the cent.
+    exact_total_micros: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    group_by: Mapped[str] = mapped_column(sa.String(16), default="batch")
     status: Mapped[str] = mapped_column(sa.String(16), default="draft")
     issued_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -89,6 +93,10 @@ class InvoiceLine(Base):
     batch_id: Mapped[int | None] = mapped_column(sa.ForeignKey("batch.id"))
     quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
     amount_micros: Mapped[int] = mapped_column(sa.BigInteger)
+    # The exact sum of the line's entries before rounding to the cent.
+    exact_amount_micros: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    # Entries from before the period that arrived after their own invoice was issued.
+    is_carried_over: Mapped[bool] = mapped_column(sa.Boolean, default=False)
 
 
 class InvoiceEntry(Base):
@@ -102,3 +110,47 @@ class InvoiceEntry(Base):
     ledger_entry_id: Mapped[int] = mapped_column(
         sa.ForeignKey("ledger_entry.id"), primary_key=True, unique=True
     )
+
+
+class Bonus(Base):
+    """One bonus to one worker from one request; held against the budget until it is paid.
+
+    A request (one `Idempotency-Key` or client token) may pay several workers; each gets
+    a row with a deterministic `token` that the connector passes on (MTurk's
+    UniqueRequestToken), so a retry never pays twice.
+    """
+
+    __tablename__ = "bonus"
+    __table_args__ = (sa.UniqueConstraint("project_id", "request_key", "worker_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("project.id"))
+    workforce_id: Mapped[int] = mapped_column(sa.ForeignKey("workforce.id"))
+    worker_id: Mapped[int] = mapped_column(sa.ForeignKey("worker.id"), index=True)
+    request_key: Mapped[str] = mapped_column(sa.String(255))
+    # SHA-256 of the request body: the same key with another body is a conflict.
+    request_hash: Mapped[str] = mapped_column(sa.String(64))
+    amount_micros: Mapped[int] = mapped_column(sa.BigInteger)
+    # Amount plus fees: held against the budgets while the bonus is pending.
+    cost_micros: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    reason: Mapped[str] = mapped_column(sa.String(500))
+    token: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(sa.String(500))
+    api_key_id: Mapped[int | None] = mapped_column(sa.ForeignKey("api_key.id"))
+    # When a payment attempt started; a request that finds a recent one waits (409).
+    attempted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    paid_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+# Budgets sum the reservations of a project's open and leased slots; this partial index
+# keeps that sum off the full assignment table (see orchestrator.services.budgets).
+sa.Index(
+    "ix_assignment_reserved_project",
+    Assignment.project_id,
+    Assignment.reserved_micros,
+    postgresql_where=sa.text("status IN ('open', 'leased')"),
+    sqlite_where=sa.text("status IN ('open', 'leased')"),
+)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from orchestrator.db import utcnow
 from orchestrator.errors import InvalidInputError
 from orchestrator.models import Answer, Assignment, Item, Project, Worker, WorkerProject
+from orchestrator.services import ledger
 from quality.gold import should_block
 
 
@@ -114,6 +115,15 @@ def accept_answer(
         .where(Item.__table__.c.id == slot.item_id)
         .values(answer_count=Item.__table__.c.answer_count + 1)
     )
+    # Billing: the answer's cost goes on the ledger (before the early return below).
+    ledger.record_accepted_answer(
+        session,
+        slot=slot,
+        answer_id=answer_id,
+        worker_id=worker_id,
+        accepted_at=now,
+        time_spent_ms=time_spent_ms,
+    )
     gold = {} if is_correct is None else {"gold_answers": 1, "gold_correct": int(is_correct)}
     record = upsert_worker_record(session, worker_id, slot.project_id, answers=1, **gold)
     if not gold:
@@ -185,6 +195,10 @@ def block_worker(session: Session, project: Project, worker_id: int, *, reason: 
         session.execute(
             sa.update(Item).where(Item.id == item_id).values(answer_count=Item.answer_count - 1)
         )
+    # Billing: excluded answers get reversing ledger entries, never an edit.
+    ledger.reverse_excluded_answers(
+        session, project_id=project.id, worker_id=worker_id, memo=reason
+    )
     assignment_ids = [assignment_id for assignment_id, _ in excluded if assignment_id]
     if assignment_ids:
         reopen_slots(session, Assignment.id.in_(assignment_ids), ended_status="excluded")

@@ -22,6 +22,7 @@ from orchestrator.db import utcnow
 from orchestrator.errors import ConflictError, NotFoundError
 from orchestrator.models import Assignment, Batch, BatchItem, Item, Project, Workforce
 from orchestrator.models.batches import LIVE_STATUSES
+from orchestrator.services import budgets
 from orchestrator.services.projects import get_project
 from orchestrator.services.workforces import connector_for, get_workforce
 
@@ -81,6 +82,10 @@ def dispatch(
     rng = random.Random(seed)
     size = batch_size or len(pending)
     connector = connector_for(workforce)
+    # Billing: every slot's expected cost must fit the budget before anything is made (409).
+    reservation = budgets.plan_dispatch(
+        session, project, workforce, pending, gold_ids, size, is_pull=connector.is_pull
+    )
     batches = []
     for start in range(0, len(pending), size):
         chunk = pending[start : start + size]
@@ -88,6 +93,7 @@ def dispatch(
             gold_ids, min(len(gold_ids), gold_sample_size(len(chunk), project.gold_rate))
         )
         batch = _create_batch(session, project, workforce, chunk, gold, connector.is_pull, due_at)
+        reservation.apply(session, batch)  # billing: reserve the slots before publishing
         _publish(session, project, batch, connector)
         batches.append(batch)
     return batches

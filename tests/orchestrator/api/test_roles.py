@@ -25,6 +25,21 @@ ROUTE_ROLES = {
     ("GET", "/api/v1/projects/<id:project_id>/workers"): {"admin", "ops"},
     ("GET", "/api/v1/projects/<id:project_id>/results"): {"admin", "ops"},
     ("POST", "/api/v1/projects/<id:project_id>/aggregate"): {"admin", "ops"},
+    ("GET", "/api/v1/workforces/<id:workforce_id>/rate-cards"): {"admin", "ops", "finance"},
+    ("POST", "/api/v1/workforces/<id:workforce_id>/rate-cards"): {"admin", "ops"},
+    ("GET", "/api/v1/projects/<id:project_id>/bonuses"): {"admin", "ops", "finance"},
+    ("POST", "/api/v1/projects/<id:project_id>/bonuses"): {"admin", "ops"},
+    ("GET", "/api/v1/billing/costs"): {"admin", "ops", "finance"},
+    ("GET", "/api/v1/billing/projects/<id:project_id>/cost-per-label"): {"admin", "ops", "finance"},
+    ("GET", "/api/v1/billing/projects/<id:project_id>/budget"): {"admin", "ops", "finance"},
+    ("GET", "/api/v1/billing/workforces/<id:workforce_id>/budget"): {"admin", "ops", "finance"},
+    ("PUT", "/api/v1/billing/workforces/<id:workforce_id>/budget"): {"admin", "ops"},
+    ("GET", "/api/v1/billing/invoices"): {"admin", "finance"},
+    ("POST", "/api/v1/billing/invoices"): {"admin", "finance"},
+    ("GET", "/api/v1/billing/invoices/<id:invoice_id>"): {"admin", "finance"},
+    ("DELETE", "/api/v1/billing/invoices/<id:invoice_id>"): {"admin", "finance"},
+    ("GET", "/api/v1/billing/invoices/<id:invoice_id>/html"): {"admin", "finance"},
+    ("POST", "/api/v1/billing/invoices/<id:invoice_id>/issue"): {"admin", "finance"},
     ("GET", "/api/v1/tasks/next"): {"worker"},
     ("POST", "/api/v1/tasks/<string:lease_id>/answer"): {"worker"},
     ("POST", "/api/v1/tasks/<string:lease_id>/release"): {"worker"},
@@ -49,7 +64,12 @@ def test_every_route_declares_roles_and_is_in_the_table(app):
 
 
 def concrete(rule: str) -> str:
-    for placeholder in ("<id:project_id>", "<id:workforce_id>", "<id:batch_id>"):
+    for placeholder in (
+        "<id:project_id>",
+        "<id:workforce_id>",
+        "<id:batch_id>",
+        "<id:invoice_id>",
+    ):
         rule = rule.replace(placeholder, "999999")
     return rule.replace("<string:lease_id>", "no-such-lease")
 
