@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.db import utcnow
 from orchestrator.models import AggregationRun, Answer, Assignment, Item, Project, WorkerProject
+from orchestrator.services import budgets
 from orchestrator.services.projects import get_project
 from quality.aggregation import aggregate
 from quality.errors import NotEnoughAnswersError
@@ -212,22 +213,27 @@ def top_up(session: Session, project_id: int) -> int:
     home: dict[int, tuple[int, int]] = {}
     for item_id, batch_id, workforce_id in last_slots:
         home.setdefault(item_id, (batch_id, workforce_id))
-    now = utcnow()
-    session.execute(
-        sa.insert(Assignment),
-        [
-            {
-                "batch_id": home[item_id][0],
-                "item_id": item_id,
-                "project_id": project.id,
-                "workforce_id": home[item_id][1],
-                "is_gold": False,
-                "status": "open",
-                "reserved_micros": 0,
-                "created_at": now,
-            }
-            for item_id in wanted
-            if item_id in home
-        ],
-    )
-    return sum(1 for item_id in wanted if item_id in home)
+    opened = 0
+    for item_id in wanted:
+        if item_id not in home:
+            continue
+        batch_id, workforce_id = home[item_id]
+        # Within budget: each slot is stored before the next is priced, so the budget
+        # sees it; the first slot that does not fit stops the top-up.
+        reserved = budgets.reserve_slot(session, project.id, workforce_id, gold=False)
+        if reserved is None:
+            break
+        session.execute(
+            sa.insert(Assignment).values(
+                batch_id=batch_id,
+                item_id=item_id,
+                project_id=project.id,
+                workforce_id=workforce_id,
+                is_gold=False,
+                status="open",
+                reserved_micros=reserved,
+                created_at=utcnow(),
+            )
+        )
+        opened += 1
+    return opened

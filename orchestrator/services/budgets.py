@@ -326,25 +326,27 @@ def plan_dispatch(
     )
 
 
-def reserve_gold_slot(session: Session, project_id: int, workforce_id: int) -> int | None:
-    """Return what to reserve for a gold slot made on demand, or None if it does not fit.
+def reserve_slot(session: Session, project_id: int, workforce_id: int, *, gold: bool) -> int | None:
+    """Return what to reserve for one slot made after dispatch, or None if it does not fit.
 
-    The internal pool makes a worker's gold slots when it is their turn for gold; a
-    gold answer costs like any other, so it is reserved like one. When the budget
-    cannot take it, the worker gets an ordinary (already reserved) task instead.
+    Slots are made after dispatch in two places: the internal pool makes a worker's
+    gold slot when it is their turn for gold (if the budget cannot take it, the
+    worker gets an ordinary, already reserved task instead), and dynamic overlap
+    adds a slot for an unsure item (if the budget cannot take it, the item stops).
     """
-    _, gold_cost = slot_costs(
+    slot_cost, gold_cost = slot_costs(
         pricing_for(session, project_id=project_id, workforce_id=workforce_id)
     )
+    cost = gold_cost if gold else slot_cost
     if not _has_budget(session, project_id, workforce_id):
-        return to_micros(gold_cost)
+        return to_micros(cost)
     states = _locked_states(session, project_id, workforce_id, _currency(session, project_id))
     try:
         for _, state in states:
-            budget.reserve(state, gold_cost)
+            budget.reserve(state, cost)
     except BudgetExceededError:
         return None
-    return to_micros(gold_cost)
+    return to_micros(cost)
 
 
 def check_commit(

@@ -208,7 +208,7 @@ def _lease_gold(
     else:
         return None
     # Billing: a gold answer costs like any other; reserve it, or serve an ordinary task.
-    reserved = budgets.reserve_gold_slot(session, slot.project_id, workforce_id)
+    reserved = budgets.reserve_slot(session, slot.project_id, workforce_id, gold=True)
     if reserved is None:
         return None
     values = _lease_values(worker_id, seconds)

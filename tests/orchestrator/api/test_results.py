@@ -148,3 +148,27 @@ def test_aggregate_without_answers_is_422(campaign):
     )
     assert response.status_code == 422
     assert response.get_json()["error"]["code"] == "not_enough_answers"
+
+
+def test_top_ups_stop_at_the_budget(client, ops, make_key, session):
+    campaign = Campaign(client, ops, make_key, session, overlap=3, max_overlap=6,
+                        confidence_target=0.999, gold_rate=0.0, reward="0.01", budget="0.13")
+    campaign.import_items(4)
+    campaign.dispatch()  # 12 slots reserve 0.12 of the 0.13 budget
+    first = set()
+
+    def split(slot, item):
+        if item.id not in first:
+            first.add(item.id)
+            return "cat"
+        return "dog"
+
+    campaign.work_until_done([campaign.worker(f"w{n}") for n in range(3)], answer_for=split)
+    run = campaign.client.post(
+        f"/api/v1/projects/{campaign.project_id}/aggregate", headers=campaign.ops
+    ).get_json()
+    assert run["topped_up"] == 1  # four unsure items, money for one more answer
+    budget = campaign.client.get(
+        f"/api/v1/billing/projects/{campaign.project_id}/budget", headers=campaign.ops
+    ).get_json()
+    assert budget["remaining"] == "0.00"
