@@ -1,6 +1,8 @@
 # Quorum: `make serve` runs the service, `make test` runs the whole test suite.
 # Both set everything up on a bare machine first (virtualenv, install, database schema).
 
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -11,7 +13,9 @@ INSTALLED = $(VENV)/.installed
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Quorum needs Python 3.11 or newer")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# This machine's pip config names local mirrors that may be absent; drop those warnings.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 \
+		| { grep -v '^WARNING: Location .* is ignored' || true; }
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
