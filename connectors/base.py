@@ -111,6 +111,10 @@ class Connector(abc.ABC):
     kind: ClassVar[str]
     #: True when answers arrive through Quorum's API rather than by polling.
     is_pull: ClassVar[bool] = False
+    #: True when the orchestrator makes gold slots per worker, on demand (the internal
+    #: pool's hand-out); False puts `overlap` slots per gold item in the batch up front,
+    #: as ordinary tasks, so a workforce that sees a batch's tasks cannot tell gold apart.
+    gold_on_demand: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = dict(self.validate_config(config))

@@ -24,6 +24,7 @@ class InternalPoolConnector(Connector):
 
     kind = "internal"
     is_pull = True
+    gold_on_demand = True
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -6,6 +6,7 @@ from orchestrator.api import init_api
 from orchestrator.api.common import SESSIONMAKER, SETTINGS
 from orchestrator.db import make_engine, make_sessionmaker
 from orchestrator.errors import register_error_handlers
+from orchestrator.logs import install_request_logging
 from orchestrator.settings import Settings
 
 MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
@@ -23,4 +24,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[SETTINGS] = settings
     init_api(app)
     register_error_handlers(app)
+    install_request_logging(app)
     return app

@@ -18,6 +18,7 @@ from billing.money import MoneyError, parse_amount
 from orchestrator import migrate
 from orchestrator.db import make_engine, make_sessionmaker, unit_of_work
 from orchestrator.errors import ServiceError
+from orchestrator.logs import configure_logging
 from orchestrator.models.keys import ROLES
 from orchestrator.scheduler import SchedulerAlreadyRunningError, run_forever
 from orchestrator.services import aggregation, audit, keys, results
@@ -255,7 +256,8 @@ def export(project_id: int, fmt: str, distribution: bool, include_gold: bool, ou
 @main.command()
 def scheduler() -> None:
     """Run the background jobs (lease expiry, re-aggregation and top-ups, batch closing)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         run_forever(Settings.from_env())
     except SchedulerAlreadyRunningError as exc:
@@ -295,8 +297,6 @@ def serve(host: str, port: int, workers: int, threads: int, with_scheduler: bool
         str(workers),
         "--threads",
         str(threads),
-        "--access-logfile",
-        "-",
         "orchestrator.wsgi:app",
     ]
     if not (with_scheduler and settings.scheduler_enabled):

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.db import make_engine, make_sessionmaker, utcnow
 from orchestrator.models import Answer, Assignment, Batch, Project
-from orchestrator.services import aggregation, pool
+from orchestrator.services import aggregation, idempotency, pool
 from orchestrator.settings import Settings
 
 log = logging.getLogger("quorum.scheduler")
@@ -66,6 +66,11 @@ def close_batches(session: Session) -> dict[str, int]:
     return {"completed": closed}
 
 
+def purge_idempotency_keys(session: Session) -> dict[str, int]:
+    """Delete stored idempotent responses past their retention."""
+    return {"purged": idempotency.purge_expired(session)}
+
+
 @dataclass(frozen=True)
 class Job:
     """A scheduled job: its function and how often it runs."""
@@ -81,6 +86,7 @@ def default_jobs(settings: Settings) -> list[Job]:
         Job("expire_leases", expire_leases, settings.expire_interval),
         Job("refresh_results", refresh_results, settings.aggregate_interval),
         Job("close_batches", close_batches, settings.close_interval),
+        Job("purge_idempotency_keys", purge_idempotency_keys, 3600),
     ]
 
 

@@ -11,16 +11,19 @@ from orchestrator.api import (
     bonuses,
     health,
     items,
+    metrics,
     projects,
     rate_cards,
     results,
     tasks,
+    vendor,
     workforces,
 )
 from orchestrator.api.common import MAX_ID, ErrorSchema, IdConverter, Money
 
 BLUEPRINTS = (
     health.bp,
+    metrics.bp,
     projects.bp,
     items.bp,
     workforces.bp,
@@ -30,6 +33,7 @@ BLUEPRINTS = (
     rate_cards.bp,
     bonuses.bp,
     billing.bp,
+    vendor.bp,
 )
 
 

@@ -4,6 +4,7 @@ from orchestrator.models.aggregation import AggregationRun
 from orchestrator.models.answers import Answer
 from orchestrator.models.audit import AuditEvent
 from orchestrator.models.batches import Assignment, Batch, BatchItem
+from orchestrator.models.idempotency import IdempotencyKey
 from orchestrator.models.keys import ApiKey
 from orchestrator.models.ledger import (
     Bonus,
@@ -25,6 +26,7 @@ __all__ = [
     "Batch",
     "BatchItem",
     "Bonus",
+    "IdempotencyKey",
     "Invoice",
     "InvoiceEntry",
     "InvoiceLine",

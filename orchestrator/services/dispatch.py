@@ -84,7 +84,7 @@ def dispatch(
     connector = connector_for(workforce)
     # Billing: every slot's expected cost must fit the budget before anything is made (409).
     reservation = budgets.plan_dispatch(
-        session, project, workforce, pending, gold_ids, size, is_pull=connector.is_pull
+        session, project, workforce, pending, gold_ids, size, is_pull=connector.gold_on_demand
     )
     batches = []
     for start in range(0, len(pending), size):
@@ -92,7 +92,9 @@ def dispatch(
         gold = rng.sample(
             gold_ids, min(len(gold_ids), gold_sample_size(len(chunk), project.gold_rate))
         )
-        batch = _create_batch(session, project, workforce, chunk, gold, connector.is_pull, due_at)
+        batch = _create_batch(
+            session, project, workforce, chunk, gold, connector.gold_on_demand, due_at
+        )
         reservation.apply(session, batch)  # billing: reserve the slots before publishing
         _publish(session, project, batch, connector)
         batches.append(batch)
@@ -109,7 +111,8 @@ def _create_batch(
     due_at: datetime | None,
 ) -> Batch:
     now = utcnow()
-    # Pull workforces get gold slots on demand; push workforces get them up front.
+    # The internal pool makes gold slots on demand; other workforces (vendors pulling
+    # through the API included) get them up front, so gold looks like any other task.
     gold_slots = [] if is_pull else [(item_id, project.overlap) for item_id in gold]
     slots = [*chunk, *gold_slots]
     batch = Batch(

@@ -40,9 +40,14 @@ ROUTE_ROLES = {
     ("DELETE", "/api/v1/billing/invoices/<id:invoice_id>"): {"admin", "finance"},
     ("GET", "/api/v1/billing/invoices/<id:invoice_id>/html"): {"admin", "finance"},
     ("POST", "/api/v1/billing/invoices/<id:invoice_id>/issue"): {"admin", "finance"},
+    ("GET", "/metrics"): {"admin", "ops"},
     ("GET", "/api/v1/tasks/next"): {"worker"},
     ("POST", "/api/v1/tasks/<string:lease_id>/answer"): {"worker"},
     ("POST", "/api/v1/tasks/<string:lease_id>/release"): {"worker"},
+    ("GET", "/api/v1/vendor/batches"): {"vendor"},
+    ("GET", "/api/v1/vendor/batches/<id:batch_id>"): {"vendor"},
+    ("GET", "/api/v1/vendor/batches/<id:batch_id>/tasks"): {"vendor"},
+    ("POST", "/api/v1/vendor/batches/<id:batch_id>/answers"): {"vendor"},
 }
 
 
