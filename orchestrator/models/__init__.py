@@ -5,6 +5,7 @@ from orchestrator.models.answers import Answer
 from orchestrator.models.audit import AuditEvent
 from orchestrator.models.batches import Assignment, Batch, BatchItem
 from orchestrator.models.idempotency import IdempotencyKey
+from orchestrator.models.jobs import JobRun
 from orchestrator.models.keys import ApiKey
 from orchestrator.models.ledger import (
     Bonus,
@@ -31,6 +32,7 @@ __all__ = [
     "InvoiceEntry",
     "InvoiceLine",
     "Item",
+    "JobRun",
     "LedgerEntry",
     "Project",
     "RateCard",
