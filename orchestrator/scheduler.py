@@ -9,6 +9,8 @@ scheduler process: a second one is refused with a clear message.
 
 import fcntl
 import logging
+import os
+import socket
 import time
 import zlib
 from collections.abc import Callable
@@ -18,14 +20,16 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.db import make_engine, make_sessionmaker, utcnow
-from orchestrator.models import Answer, Assignment, Batch, Project
+from orchestrator.models import Answer, Assignment, Batch, JobRun, Project
 from orchestrator.services import aggregation, idempotency, pool
 from orchestrator.settings import Settings
 
 log = logging.getLogger("quorum.scheduler")
+RUNNER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class SchedulerAlreadyRunningError(RuntimeError):
@@ -90,24 +94,49 @@ def default_jobs(settings: Settings) -> list[Job]:
     ]
 
 
-def run_job(sessions: sessionmaker[Session], job: Job) -> dict[str, Any] | None:
-    """Run one job in its own transaction, once across all schedulers; log what it did.
+def run_job(
+    sessions: sessionmaker[Session], job: Job, *, now: float | None = None
+) -> dict[str, Any] | None:
+    """Run one job for the current tick, in one transaction, in exactly one process.
 
-    Returns what the job changed, or None when another process holds its lock.
+    The tick is the number of the job's interval (`now // seconds`). A `job_run` row per
+    job and tick makes a run happen once per tick however many schedulers there are,
+    and a PostgreSQL advisory lock keeps two runs of a job from overlapping. Both go
+    with the transaction: a process killed mid-job leaves no row and no lock, so the
+    next tick redoes the work. Returns what the job changed, or None when skipped.
     """
+    tick = int((time.time() if now is None else now) // job.seconds)
     started = time.perf_counter()
     try:
         with sessions.begin() as session:
-            if not _take_job_lock(session, job.name):
-                log.info("job skipped: held elsewhere", extra={"job": job.name})
+            if not _take_job_lock(session, job.name) or not _claim_tick(session, job.name, tick):
+                log.info("job skipped: run elsewhere", extra={"job": job.name, "tick": tick})
                 return None
             changed = job.run(session)
+            seconds = round(time.perf_counter() - started, 3)
+            session.execute(
+                sa.update(JobRun)
+                .where(JobRun.job == job.name, JobRun.tick == tick)
+                .values(seconds=seconds, changed=changed)
+            )
     except Exception:
-        log.exception("job failed", extra={"job": job.name})
+        log.exception("job failed", extra={"job": job.name, "tick": tick})
         raise
-    seconds = round(time.perf_counter() - started, 3)
-    log.info("job ran", extra={"job": job.name, "seconds": seconds, "changed": changed})
-    return {"job": job.name, "seconds": seconds, **changed}
+    log.info(
+        "job ran", extra={"job": job.name, "tick": tick, "seconds": seconds, "changed": changed}
+    )
+    return {"job": job.name, "tick": tick, "seconds": seconds, **changed}
+
+
+def _claim_tick(session: Session, name: str, tick: int) -> bool:
+    dialect = session.get_bind().dialect.name
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect](JobRun)
+    claimed = session.execute(
+        insert.values(job=name, tick=tick, runner=RUNNER, changed={}, started_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["job", "tick"])
+        .returning(JobRun.id)
+    ).first()
+    return claimed is not None
 
 
 def job_lock_key(name: str) -> int:

@@ -8,11 +8,10 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import sessionmaker
 
 from orchestrator import scheduler
 from orchestrator.db import utcnow
-from orchestrator.models import AggregationRun, Assignment, Batch
+from orchestrator.models import AggregationRun, Assignment, Batch, JobRun
 from tests.orchestrator.api.campaign import Campaign
 
 
@@ -44,19 +43,26 @@ def test_refresh_and_close_jobs(campaign, session):
     assert session.scalar(sa.select(Batch.status)) == "completed"
 
 
-def test_a_job_runs_in_one_scheduler_at_a_time(engine):
-    sessions = sessionmaker(bind=engine)
+def test_a_job_runs_once_per_tick(sessions):
+    job = scheduler.Job("close_batches", scheduler.close_batches, 60)
+    assert scheduler.run_job(sessions, job, now=600.0)["tick"] == 10
+    assert scheduler.run_job(sessions, job, now=659.0) is None  # same tick, ran already
+    assert scheduler.run_job(sessions, job, now=660.0)["tick"] == 11
+    with sessions() as session:
+        runs = session.execute(sa.select(JobRun.job, JobRun.tick, JobRun.changed)).all()
+    assert [(r.job, r.tick) for r in runs] == [("close_batches", 10), ("close_batches", 11)]
+    assert runs[0].changed == {"completed": 0}
+
+
+def test_a_running_job_is_not_run_again_meanwhile(engine, sessions):
     job = scheduler.Job("close_batches", scheduler.close_batches, 60)
     if engine.dialect.name != "postgresql":
-        assert scheduler.run_job(sessions, job)["job"] == "close_batches"
+        # SQLite has no advisory locks: its one scheduler process (file lock) just runs.
+        assert scheduler.run_job(sessions, job, now=6000.0)["tick"] == 100
         return
-    with engine.connect() as other:
-        with other.begin():
-            other.execute(
-                sa.select(sa.func.pg_advisory_xact_lock(scheduler.job_lock_key(job.name)))
-            )
-            assert scheduler.run_job(sessions, job) is None  # held by the other "process"
-    assert scheduler.run_job(sessions, job)["job"] == "close_batches"
+    with engine.connect() as other, other.begin():
+        other.execute(sa.select(sa.func.pg_advisory_xact_lock(scheduler.job_lock_key(job.name))))
+        assert scheduler.run_job(sessions, job, now=6000.0) is None  # held by the other process
 
 
 def test_second_sqlite_scheduler_is_refused(tmp_path):
