@@ -10,12 +10,13 @@ from urllib.parse import urlsplit
 
 @dataclass(frozen=True)
 class Reply:
-    """One HTTP response: status, decoded JSON body (or None), headers, seconds taken."""
+    """One HTTP response: status, decoded JSON body (or None), headers, seconds, raw bytes."""
 
     status: int
     body: Any
     headers: dict[str, str]
     seconds: float
+    raw: bytes = b""
 
 
 class ApiClient:
@@ -62,7 +63,7 @@ class ApiClient:
                 if data and "json" in (response.getheader("Content-Type") or "")
                 else None
             )
-            return Reply(response.status, decoded, dict(response.getheaders()), seconds)
+            return Reply(response.status, decoded, dict(response.getheaders()), seconds, data)
         raise AssertionError("unreachable")
 
     def get(self, path: str, **kwargs: Any) -> Reply:
