@@ -15,6 +15,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.db import make_engine, make_sessionmaker, utcnow
 from orchestrator.models import Answer, Assignment, Batch, JobRun, Project
-from orchestrator.services import aggregation, idempotency, pool
+from orchestrator.services import aggregation, idempotency, outbox, pool
 from orchestrator.settings import Settings
 
 log = logging.getLogger("quorum.scheduler")
@@ -80,8 +81,12 @@ class Job:
     """A scheduled job: its function and how often it runs."""
 
     name: str
-    run: Callable[[Session], dict[str, int]]
+    run: Callable[[Any], dict[str, int]]
     seconds: int
+    # False: `run(session)` inside the job's one transaction. True: `run(sessions)` opens
+    # its own short transactions, for jobs that call outside (webhooks) and must hold no
+    # transaction open meanwhile; their claims keep two processes off the same work.
+    own_transactions: bool = False
 
 
 def default_jobs(settings: Settings) -> list[Job]:
@@ -91,6 +96,15 @@ def default_jobs(settings: Settings) -> list[Job]:
         Job("refresh_results", refresh_results, settings.aggregate_interval),
         Job("close_batches", close_batches, settings.close_interval),
         Job("purge_idempotency_keys", purge_idempotency_keys, 3600),
+        Job(
+            "deliver_outbox",
+            partial(
+                outbox.deliver_due,
+                policy=outbox.RetryPolicy(max_attempts=settings.webhook_max_attempts),
+            ),
+            settings.outbox_interval,
+            own_transactions=True,
+        ),
     ]
 
 
@@ -106,6 +120,8 @@ def run_job(
     next tick redoes the work. Returns what the job changed, or None when skipped.
     """
     tick = int((time.time() if now is None else now) // job.seconds)
+    if job.own_transactions:
+        return _run_in_own_transactions(sessions, job, tick)
     started = time.perf_counter()
     try:
         with sessions.begin() as session:
@@ -114,6 +130,35 @@ def run_job(
                 return None
             changed = job.run(session)
             seconds = round(time.perf_counter() - started, 3)
+            session.execute(
+                sa.update(JobRun)
+                .where(JobRun.job == job.name, JobRun.tick == tick)
+                .values(seconds=seconds, changed=changed)
+            )
+    except Exception:
+        log.exception("job failed", extra={"job": job.name, "tick": tick})
+        raise
+    log.info(
+        "job ran", extra={"job": job.name, "tick": tick, "seconds": seconds, "changed": changed}
+    )
+    return {"job": job.name, "tick": tick, "seconds": seconds, **changed}
+
+
+def _run_in_own_transactions(
+    sessions: sessionmaker[Session], job: Job, tick: int
+) -> dict[str, Any] | None:
+    # The tick is claimed and committed first, the job runs its own transactions, and
+    # the run's figures are written last; a process killed mid-run leaves the row
+    # without figures, and the job's own claims let the next tick finish the work.
+    started = time.perf_counter()
+    try:
+        with sessions.begin() as session:
+            if not _claim_tick(session, job.name, tick):
+                log.info("job skipped: run elsewhere", extra={"job": job.name, "tick": tick})
+                return None
+        changed = job.run(sessions)
+        seconds = round(time.perf_counter() - started, 3)
+        with sessions.begin() as session:
             session.execute(
                 sa.update(JobRun)
                 .where(JobRun.job == job.name, JobRun.tick == tick)

@@ -9,6 +9,7 @@ from orchestrator.api import (
     batches,
     billing,
     bonuses,
+    deliveries,
     health,
     items,
     metrics,
@@ -34,6 +35,7 @@ BLUEPRINTS = (
     bonuses.bp,
     billing.bp,
     vendor.bp,
+    deliveries.bp,
 )
 
 

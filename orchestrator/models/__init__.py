@@ -15,6 +15,7 @@ from orchestrator.models.ledger import (
     LedgerEntry,
     RateCard,
 )
+from orchestrator.models.outbox import DeliveryAttempt, OutboxMessage
 from orchestrator.models.projects import Item, Project
 from orchestrator.models.workforces import Vendor, Worker, WorkerProject, Workforce
 
@@ -27,6 +28,7 @@ __all__ = [
     "Batch",
     "BatchItem",
     "Bonus",
+    "DeliveryAttempt",
     "IdempotencyKey",
     "Invoice",
     "InvoiceEntry",
@@ -34,6 +36,7 @@ __all__ = [
     "Item",
     "JobRun",
     "LedgerEntry",
+    "OutboxMessage",
     "Project",
     "RateCard",
     "Vendor",

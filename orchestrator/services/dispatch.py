@@ -22,7 +22,7 @@ from orchestrator.db import utcnow
 from orchestrator.errors import ConflictError, NotFoundError
 from orchestrator.models import Assignment, Batch, BatchItem, Item, Project, Workforce
 from orchestrator.models.batches import LIVE_STATUSES
-from orchestrator.services import budgets
+from orchestrator.services import budgets, webhooks
 from orchestrator.services.projects import get_project
 from orchestrator.services.workforces import connector_for, get_workforce
 
@@ -177,6 +177,8 @@ def _publish(session: Session, project: Project, batch: Batch, connector: Connec
     batch.connector_state = dict(ref.state)
     batch.status = "published"
     batch.published_at = utcnow()
+    # Outbox: the webhook is recorded with the publish and sent after commit.
+    webhooks.announce_batch(session, batch, "batch.published", connector.config)
 
 
 def get_batch(session: Session, batch_id: int, *, project_id: int | None = None) -> Batch:
@@ -213,4 +215,5 @@ def cancel_batch(session: Session, batch_id: int) -> Batch:
     connector_for(workforce).cancel(
         SubmissionRef(batch.id, batch.external_ref, batch.connector_state)
     )
+    webhooks.announce_batch(session, batch, "batch.cancelled", workforce.config)
     return batch

@@ -48,6 +48,11 @@ ROUTE_ROLES = {
     ("GET", "/api/v1/vendor/batches/<id:batch_id>"): {"vendor"},
     ("GET", "/api/v1/vendor/batches/<id:batch_id>/tasks"): {"vendor"},
     ("POST", "/api/v1/vendor/batches/<id:batch_id>/answers"): {"vendor"},
+    ("GET", "/api/v1/workforces/<id:workforce_id>/deliveries"): {"admin", "ops"},
+    (
+        "POST",
+        "/api/v1/workforces/<id:workforce_id>/deliveries/<id:delivery_id>/replay",
+    ): {"admin", "ops"},
 }
 
 
@@ -74,6 +79,7 @@ def concrete(rule: str) -> str:
         "<id:workforce_id>",
         "<id:batch_id>",
         "<id:invoice_id>",
+        "<id:delivery_id>",
     ):
         rule = rule.replace(placeholder, "999999")
     return rule.replace("<string:lease_id>", "no-such-lease")
