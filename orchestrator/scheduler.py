@@ -25,8 +25,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.db import make_engine, make_sessionmaker, utcnow
-from orchestrator.models import Answer, Assignment, Batch, JobRun, Project
-from orchestrator.services import aggregation, idempotency, outbox, pool
+from orchestrator.models import Answer, Assignment, Batch, Item, JobRun, Project
+from orchestrator.services import aggregation, collection, idempotency, outbox, pool
 from orchestrator.settings import Settings
 
 log = logging.getLogger("quorum.scheduler")
@@ -58,17 +58,69 @@ def refresh_results(session: Session) -> dict[str, int]:
 
 
 def close_batches(session: Session) -> dict[str, int]:
-    """Complete published batches with no open or leased slot left."""
+    """Complete batches with no open or leased slot left; close the open slots of overdue ones.
+
+    A batch past its `due_at` takes no new hand-outs: its open slots are cancelled, so
+    their items become pending again and can be dispatched elsewhere. Leased slots may
+    still be answered; the batch completes when the last one ends.
+    """
+    now = utcnow()
+    overdue = sa.select(Batch.id).where(
+        Batch.status.in_(("published", "in_progress")),
+        Batch.due_at.is_not(None),
+        Batch.due_at <= now,
+    )
+    withdrawn = session.execute(
+        sa.update(Assignment)
+        .where(Assignment.batch_id.in_(overdue), Assignment.status == "open")
+        .values(status="cancelled")
+        .execution_options(synchronize_session=False)
+    ).rowcount
     live = sa.exists().where(
         Assignment.batch_id == Batch.id, Assignment.status.in_(("open", "leased"))
     )
     closed = session.execute(
         sa.update(Batch)
         .where(Batch.status.in_(("published", "in_progress")), ~live)
-        .values(status="completed", completed_at=utcnow())
+        .values(status="completed", completed_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
-    return {"completed": closed}
+    return {"completed": closed, "overdue_slots_withdrawn": withdrawn}
+
+
+def complete_projects(session: Session) -> dict[str, int]:
+    """Mark active projects complete when every item has its answers and no work is live.
+
+    A project is complete when it has items, none is short of `overlap` accepted
+    answers, no slot is open or leased, and the last aggregation saw every answer.
+    Importing new items makes it active again.
+    """
+    short = sa.exists().where(
+        Item.project_id == Project.id,
+        Item.gold_label.is_(None),
+        Item.answer_count < Project.overlap,
+    )
+    live = sa.exists().where(
+        Assignment.project_id == Project.id, Assignment.status.in_(("open", "leased"))
+    )
+    has_items = sa.exists().where(Item.project_id == Project.id, Item.gold_label.is_(None))
+    candidates = session.scalars(
+        sa.select(Project.id).where(Project.status == "active", has_items, ~short, ~live)
+    ).all()
+    completed = 0
+    for project_id in candidates:
+        summary = aggregation.refresh(session, project_id)
+        if aggregation.top_up(session, project_id):
+            continue  # an unsure item just got one more slot
+        session.execute(
+            sa.update(Project)
+            .where(Project.id == project_id)
+            .values(status="completed", updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        completed += 1
+        log.info("project completed", extra={"project_id": project_id, "ran": bool(summary)})
+    return {"completed": completed}
 
 
 def purge_idempotency_keys(session: Session) -> dict[str, int]:
@@ -95,7 +147,14 @@ def default_jobs(settings: Settings) -> list[Job]:
         Job("expire_leases", expire_leases, settings.expire_interval),
         Job("refresh_results", refresh_results, settings.aggregate_interval),
         Job("close_batches", close_batches, settings.close_interval),
+        Job("complete_projects", complete_projects, settings.close_interval),
         Job("purge_idempotency_keys", purge_idempotency_keys, 3600),
+        Job(
+            "poll_connectors",
+            collection.poll_connectors,
+            settings.poll_interval,
+            own_transactions=True,
+        ),
         Job(
             "deliver_outbox",
             partial(

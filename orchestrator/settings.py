@@ -21,6 +21,7 @@ class Settings:
     expire_interval: int = 30
     aggregate_interval: int = 60
     close_interval: int = 60
+    poll_interval: int = 60
     outbox_interval: int = 10
     webhook_max_attempts: int = 10
 
@@ -36,6 +37,7 @@ class Settings:
             expire_interval=int(env.get("QUORUM_EXPIRE_INTERVAL", cls.expire_interval)),
             aggregate_interval=int(env.get("QUORUM_AGGREGATE_INTERVAL", cls.aggregate_interval)),
             close_interval=int(env.get("QUORUM_CLOSE_INTERVAL", cls.close_interval)),
+            poll_interval=int(env.get("QUORUM_POLL_INTERVAL", cls.poll_interval)),
             outbox_interval=int(env.get("QUORUM_OUTBOX_INTERVAL", cls.outbox_interval)),
             webhook_max_attempts=int(
                 env.get("QUORUM_WEBHOOK_MAX_ATTEMPTS", cls.webhook_max_attempts)

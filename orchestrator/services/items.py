@@ -93,6 +93,8 @@ def import_items(
             inserted = _insert(session, project.id, fresh)
             report.created += inserted
             report.unchanged += len(fresh) - inserted  # lost a race to a concurrent import
+    if project.status == "completed" and report.created and not dry_run:
+        project.status = "active"  # new work reopens a completed project
     if report.rejected and mode == "all_or_nothing":
         raise InvalidInputError(
             f"{report.rejected} row(s) refused; nothing was imported",

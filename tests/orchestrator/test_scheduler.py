@@ -39,7 +39,7 @@ def test_refresh_and_close_jobs(campaign, session):
     assert scheduler.refresh_results(session)["aggregated"] == 1
     assert session.scalar(sa.select(sa.func.count()).select_from(AggregationRun)) == 1
     assert scheduler.refresh_results(session)["aggregated"] == 0  # nothing new
-    assert scheduler.close_batches(session) == {"completed": 1}
+    assert scheduler.close_batches(session) == {"completed": 1, "overdue_slots_withdrawn": 0}
     assert session.scalar(sa.select(Batch.status)) == "completed"
 
 
@@ -51,7 +51,7 @@ def test_a_job_runs_once_per_tick(sessions):
     with sessions() as session:
         runs = session.execute(sa.select(JobRun.job, JobRun.tick, JobRun.changed)).all()
     assert [(r.job, r.tick) for r in runs] == [("close_batches", 10), ("close_batches", 11)]
-    assert runs[0].changed == {"completed": 0}
+    assert runs[0].changed == {"completed": 0, "overdue_slots_withdrawn": 0}
 
 
 def test_a_running_job_is_not_run_again_meanwhile(engine, sessions):
@@ -84,3 +84,33 @@ def test_second_sqlite_scheduler_is_refused(tmp_path):
         assert time.monotonic() - started < 60
     finally:
         held.close()
+
+
+def test_overdue_batches_withdraw_their_open_slots(campaign, session):
+    campaign.import_items(2)
+    batch_id = campaign.dispatch(due_at="2020-01-01T00:00:00+00:00").get_json()["data"][0]["id"]
+    lease = campaign.next(campaign.worker("ann")).get_json()["lease_id"]
+    assert scheduler.close_batches(session) == {"completed": 0, "overdue_slots_withdrawn": 3}
+    statuses = set(
+        session.scalars(sa.select(Assignment.status).where(Assignment.batch_id == batch_id))
+    )
+    assert statuses == {"cancelled", "leased"}
+    # A task already leased may still be answered; then the batch completes.
+    assert campaign.answer(campaign.worker("ann"), lease, "cat").status_code == 201
+    assert scheduler.close_batches(session)["completed"] == 1
+    assert campaign.dispatch().status_code == 201  # the withdrawn items are pending again
+
+
+def test_projects_complete_when_every_item_is_answered_and_reopen_on_import(campaign, session):
+    campaign.import_items(2)
+    campaign.dispatch()
+    assert scheduler.complete_projects(session) == {"completed": 0}  # work is still live
+    campaign.work_until_done([campaign.worker("a"), campaign.worker("b"), campaign.worker("c")])
+    assert scheduler.complete_projects(session)["completed"] == 1
+    project = campaign.client.get(f"/api/v1/projects/{campaign.project_id}", headers=campaign.ops)
+    assert project.get_json()["status"] == "completed"
+    assert campaign.dispatch().status_code == 409
+    campaign.import_items(3)  # i0..i2: one new item
+    reopened = campaign.client.get(f"/api/v1/projects/{campaign.project_id}", headers=campaign.ops)
+    assert reopened.get_json()["status"] == "active"
+    assert campaign.dispatch().status_code == 201
