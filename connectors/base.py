@@ -126,7 +126,12 @@ class Connector(abc.ABC):
 
     @abc.abstractmethod
     def publish(self, batch: BatchSpec) -> SubmissionRef:
-        """Make a batch's tasks available to the workforce."""
+        """Make a batch's tasks available to the workforce.
+
+        Must be idempotent per `batch.batch_id`: after a crash between sending and
+        recording, the scheduler publishes the same batch again (MTurk: derive every
+        UniqueRequestToken from the batch and task ids).
+        """
 
     @abc.abstractmethod
     def collect(self, ref: SubmissionRef) -> list[CollectedAnswer]:

@@ -156,6 +156,12 @@ def default_jobs(settings: Settings) -> list[Job]:
             own_transactions=True,
         ),
         Job(
+            "publish_batches",
+            collection.publish_pending,
+            settings.outbox_interval,
+            own_transactions=True,
+        ),
+        Job(
             "deliver_outbox",
             partial(
                 outbox.deliver_due,

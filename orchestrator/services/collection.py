@@ -1,9 +1,15 @@
-"""Collecting answers from push workforces (polling is the source of truth).
+"""Talking to push workforces: publishing their batches and collecting their answers.
 
-A push connector (Mechanical Turk, a vendor with its own platform) is polled for
-every answer it holds. Polling runs outside any transaction; storing runs in one
-per batch and is idempotent by the connector's answer id, so polling the same
-answers again stores nothing twice.
+Both run outside any transaction, between two: read what to do, call the connector,
+record the result.
+
+- Publishing: dispatch commits a push workforce's batch as `created`, which makes
+  the batch row its own outbox record; `publish_pending` sends it and marks it
+  `published`. After a crash between the two it is sent again, so connectors
+  publish idempotently per batch id (MTurk: a UniqueRequestToken derived from it).
+- Collecting: a push connector is polled for every answer it holds (polling is the
+  source of truth). Storing is idempotent by the connector's answer id, so polling
+  the same answers again stores nothing twice.
 """
 
 from collections import Counter
@@ -25,6 +31,7 @@ from orchestrator.models import (
     Workforce,
 )
 from orchestrator.services.answers import Slot, accept_answer
+from orchestrator.services.dispatch import batch_spec, mark_published
 from orchestrator.services.workforces import connector_for
 
 A = Assignment.__table__
@@ -35,6 +42,35 @@ class _Polled:
     batch_id: int
     workforce: Workforce
     ref: SubmissionRef
+
+
+def publish_pending(sessions: sessionmaker[Session]) -> dict[str, int]:
+    """Publish the `created` batches of push workforces; mark each one once it is sent."""
+    with sessions.begin() as session:
+        pending = [
+            (batch.id, workforce, batch_spec(session, batch))
+            for batch, workforce in session.execute(
+                sa.select(Batch, Workforce)
+                .join(Workforce, Workforce.id == Batch.workforce_id)
+                .where(Batch.status == "created", Workforce.status == "active")
+                .order_by(Batch.id)
+            ).all()
+            if not connector_for(workforce).is_pull
+        ]
+    counts: Counter[str] = Counter()
+    for batch_id, workforce, spec in pending:
+        connector = connector_for(workforce)
+        try:
+            ref = connector.publish(spec)
+        except ConnectorError:
+            counts["unavailable"] += 1  # stays `created`: the next run tries again
+            continue
+        with sessions.begin() as session:
+            batch = session.scalar(sa.select(Batch).where(Batch.id == batch_id).with_for_update())
+            if batch is not None and batch.status == "created":
+                mark_published(session, batch, ref, connector)
+                counts["published"] += 1
+    return dict(counts)
 
 
 def poll_connectors(sessions: sessionmaker[Session]) -> dict[str, int]:

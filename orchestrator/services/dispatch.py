@@ -154,6 +154,18 @@ def _create_batch(
 
 
 def _publish(session: Session, project: Project, batch: Batch, connector: Connector) -> None:
+    if not connector.is_pull:
+        # Push workforces are called outside this transaction: the batch row, committed
+        # as `created`, is the outbox record the scheduler publishes from
+        # (services.collection.publish_pending), so a crash neither loses nor repeats it.
+        return
+    mark_published(session, batch, connector.publish(batch_spec(session, batch)), connector)
+
+
+def batch_spec(session: Session, batch: Batch) -> BatchSpec:
+    """Describe a batch to its workforce: tasks with their slots, and nothing about gold."""
+    project = session.get(Project, batch.project_id)
+    assert project is not None
     items = session.execute(
         sa.select(Item.id, Item.data, sa.func.count(Assignment.id))
         .join(Assignment, Assignment.item_id == Item.id)
@@ -161,7 +173,7 @@ def _publish(session: Session, project: Project, batch: Batch, connector: Connec
         .group_by(Item.id, Item.data)
         .order_by(Item.id)
     ).all()
-    spec = BatchSpec(
+    return BatchSpec(
         batch_id=batch.id,
         project_id=project.id,
         title=project.name,
@@ -172,7 +184,12 @@ def _publish(session: Session, project: Project, batch: Batch, connector: Connec
         tasks=[TaskSpec(task_ref=str(item_id), data=data, slots=n) for item_id, data, n in items],
         due_at=batch.due_at,
     )
-    ref = connector.publish(spec)
+
+
+def mark_published(
+    session: Session, batch: Batch, ref: SubmissionRef, connector: Connector
+) -> None:
+    """Record that the workforce has the batch, and announce it (webhook outbox)."""
     batch.external_ref = ref.external_ref
     batch.connector_state = dict(ref.state)
     batch.status = "published"

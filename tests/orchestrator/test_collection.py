@@ -57,12 +57,13 @@ class FakePushConnector(Connector):
 
 
 @pytest.fixture
-def push_workforce(monkeypatch, client, ops, make_key, session):
+def push_workforce(monkeypatch, client, ops, make_key, session, sessions):
     FakePushConnector.published, FakePushConnector.answers, FakePushConnector.down = [], [], False
     fake = EntryPoint(name="fake-push", value=f"{__name__}:FakePushConnector", group=registry.GROUP)
     real = registry.entry_points
     monkeypatch.setattr(registry, "entry_points", lambda group: [*real(group=group), fake])
     campaign = Campaign(client, ops, make_key, session, overlap=2, gold_rate=0.0)
+    campaign.sessions = sessions
     response = client.post(
         "/api/v1/workforces",
         json={"name": "push", "kind": "mturk", "connector": "fake-push"},
@@ -70,7 +71,10 @@ def push_workforce(monkeypatch, client, ops, make_key, session):
     )
     assert response.status_code == 201, response.get_json()
     campaign.import_items(3)
-    assert campaign.dispatch(response.get_json()["id"]).status_code == 201
+    dispatched = campaign.dispatch(response.get_json()["id"])
+    assert dispatched.get_json()["data"][0]["status"] == "created"  # not sent inside dispatch
+    assert FakePushConnector.published == []
+    assert collection.publish_pending(campaign.sessions)["published"] == 1
     return campaign
 
 
@@ -110,3 +114,24 @@ def test_bad_rows_and_outages_lose_nothing(push_workforce, sessions, session):
     assert (outcome["stored"], outcome["no_open_slot"], outcome["invalid_label"]) == (2, 2, 1)
     stored = session.scalars(sa.select(Answer.external_id).order_by(Answer.id)).all()
     assert stored == ["asg-1", "asg-4"]
+
+
+def test_publishing_is_retried_until_recorded_and_never_repeated(push_workforce, sessions):
+    assert collection.publish_pending(sessions) == {}  # published already: nothing to send
+    campaign = push_workforce
+    campaign.import_items(5)  # two new items
+    workforce_id = campaign.session.scalar(sa.text("SELECT id FROM workforce WHERE name = 'push'"))
+    assert campaign.dispatch(workforce_id).status_code == 201
+    original = FakePushConnector.publish
+
+    def unreachable(self, batch):
+        raise WorkforceUnavailableError("timeout")
+
+    FakePushConnector.publish = unreachable
+    try:
+        assert collection.publish_pending(sessions) == {"unavailable": 1}  # stays `created`
+    finally:
+        FakePushConnector.publish = original
+    assert collection.publish_pending(sessions) == {"published": 1}
+    assert collection.publish_pending(sessions) == {}
+    assert [len(spec.tasks) for spec in FakePushConnector.published] == [3, 2]
