@@ -10,6 +10,7 @@ When `CI=true`, an unreachable PostgreSQL fails the run instead of skipping it.
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -37,6 +38,25 @@ def _create_pg_database() -> tuple[str, Callable[[], None]]:
     if given:
         return given, lambda: None
     return create_pg_database()
+
+
+@contextmanager
+def fresh_postgres() -> Iterator[str]:
+    """A new, migrated PostgreSQL database of its own, for a live-server test.
+
+    Unreachable PostgreSQL fails the test when `CI=true` and skips it otherwise.
+    """
+    try:
+        url, drop = create_pg_database()
+    except sa.exc.OperationalError as exc:
+        if IS_CI:
+            pytest.fail(f"CI=true but PostgreSQL is unreachable: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        drop()
 
 
 @pytest.fixture(scope="session")

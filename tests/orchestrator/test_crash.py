@@ -29,27 +29,20 @@ from orchestrator.services import (
     rate_cards,
     workforces,
 )
-from tests.conftest import IS_CI
-from tests.support.live_server import ROOT, fresh_database
+from tests.conftest import fresh_postgres
+from tests.support.live_server import ROOT
 
 ITEMS = 20_000
 
 
 @pytest.fixture
 def database():
-    try:
-        database = fresh_database("postgresql")
-        url = database.__enter__()
-    except sa.exc.OperationalError as exc:
-        if IS_CI:
-            pytest.fail(f"CI=true but PostgreSQL is unreachable: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
-    engine = make_engine(url)
-    try:
-        yield url, engine
-    finally:
-        engine.dispose()
-        database.__exit__(None, None, None)
+    with fresh_postgres() as url:
+        engine = make_engine(url)
+        try:
+            yield url, engine
+        finally:
+            engine.dispose()
 
 
 def set_up(engine) -> tuple[int, int]:

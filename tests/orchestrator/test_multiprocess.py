@@ -19,9 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.db import make_engine
-from tests.conftest import IS_CI
+from tests.conftest import fresh_postgres
 from tests.support.http_client import ApiClient
-from tests.support.live_server import ROOT, create_key, fresh_database, running_server
+from tests.support.live_server import ROOT, create_key, running_server
 
 ITEMS, UNSURE = 16, 8  # items n < UNSURE get split answers; the rest are unanimous
 SPLIT = ["cat", "dog", "cat", "dog", "cat"]
@@ -29,38 +29,31 @@ SPLIT = ["cat", "dog", "cat", "dog", "cat"]
 
 @pytest.fixture(scope="module")
 def live():
-    try:
-        database = fresh_database("postgresql")
-        url = database.__enter__()
-    except sa.exc.OperationalError as exc:
-        if IS_CI:
-            pytest.fail(f"CI=true but PostgreSQL is unreachable: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "QUORUM_EXPIRE_INTERVAL": "1",
-        "QUORUM_AGGREGATE_INTERVAL": "1",
-        "QUORUM_CLOSE_INTERVAL": "1",
-    }
-    schedulers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", "scheduler"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(2)
-    ]
-    try:
-        with running_server(url, workers=2, threads=4) as (base, _pid):
-            yield url, base
-    finally:
-        for process in schedulers:
-            process.terminate()
-            process.wait(timeout=30)
-        database.__exit__(None, None, None)
+    with fresh_postgres() as url:
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "QUORUM_EXPIRE_INTERVAL": "1",
+            "QUORUM_AGGREGATE_INTERVAL": "1",
+            "QUORUM_CLOSE_INTERVAL": "1",
+        }
+        schedulers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "orchestrator.cli", "scheduler"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(2)
+        ]
+        try:
+            with running_server(url, workers=2, threads=4) as (base, _pid):
+                yield url, base
+        finally:
+            for process in schedulers:
+                process.terminate()
+                process.wait(timeout=30)
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.db import make_engine
-from tests.conftest import IS_CI
+from tests.conftest import fresh_postgres
 from tests.support.http_client import ApiClient
-from tests.support.live_server import create_key, fresh_database, running_server
+from tests.support.live_server import create_key, running_server
 
 WORKERS = 16
 ITEMS, GOLD, OVERLAP = 60, 15, 3
@@ -23,18 +23,8 @@ ITEMS, GOLD, OVERLAP = 60, 15, 3
 
 @pytest.fixture(scope="module")
 def live_postgres():
-    try:
-        database = fresh_database("postgresql")
-        url = database.__enter__()
-    except sa.exc.OperationalError as exc:
-        if IS_CI:
-            pytest.fail(f"CI=true but PostgreSQL is unreachable: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
-    try:
-        with running_server(url, workers=2, threads=8) as (base, _pid):
-            yield url, base
-    finally:
-        database.__exit__(None, None, None)
+    with fresh_postgres() as url, running_server(url, workers=2, threads=4) as (base, _pid):
+        yield url, base
 
 
 @pytest.mark.backend("postgresql")
