@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import time
 import uuid
 from typing import Any
@@ -31,15 +32,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Send every log record to stderr as one JSON line (idempotent)."""
+def configure_logging(level: int | str | None = None) -> None:
+    """Send every log record to stderr as one JSON line (level: QUORUM_LOG_LEVEL, INFO)."""
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         return
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root.handlers = [handler]
-    root.setLevel(level)
+    root.setLevel(level or os.environ.get("QUORUM_LOG_LEVEL", "INFO").upper())
     logging.Formatter.converter = time.gmtime
 
 

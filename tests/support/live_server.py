@@ -85,7 +85,12 @@ def running_server(
 ) -> Iterator[tuple[str, int]]:
     """Run gunicorn on a free loopback port; yield its base URL and master pid."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "QUORUM_SCHEDULER": "false"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "QUORUM_SCHEDULER": "false",
+        "QUORUM_LOG_LEVEL": os.environ.get("QUORUM_LOG_LEVEL", "WARNING"),
+    }
     process = subprocess.Popen(
         [
             sys.executable,
