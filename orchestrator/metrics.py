@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from orchestrator.models import AggregationRun, Answer, Assignment, LedgerEntry, Project
+from orchestrator.models import AggregationRun, Answer, Assignment, JobRun, LedgerEntry, Project
 
 
 def _line(name: str, value: float, labels: dict[str, object] | None = None) -> str:
@@ -49,6 +49,9 @@ def render_metrics(session: Session) -> str:
         sa.select(LedgerEntry.currency, sa.func.sum(LedgerEntry.amount_micros)).group_by(
             LedgerEntry.currency
         )
+    ).all()
+    job_runs = session.execute(
+        sa.select(JobRun.job, JobRun.status, sa.func.count()).group_by(JobRun.job, JobRun.status)
     ).all()
     projects = session.execute(
         sa.select(Project.status, sa.func.count()).group_by(Project.status)
@@ -100,6 +103,15 @@ def render_metrics(session: Session) -> str:
             (
                 _line("quorum_spend_total", (micros or 0) / 1_000_000, {"currency": currency})
                 for currency, micros in spend
+            ),
+        ),
+        *_family(
+            "quorum_job_runs_total",
+            "counter",
+            "Scheduler job runs, by job and status (ok, failed).",
+            (
+                _line("quorum_job_runs_total", n, {"job": job, "status": status})
+                for job, status, n in job_runs
             ),
         ),
         *_family(

@@ -200,8 +200,8 @@ def run_job(
                 .where(JobRun.job == job.name, JobRun.tick == tick)
                 .values(seconds=seconds, changed=changed)
             )
-    except Exception:
-        log.exception("job failed", extra={"job": job.name, "tick": tick})
+    except Exception as exc:
+        _record_failure(sessions, job.name, tick, exc)
         raise
     log.info(
         "job ran", extra={"job": job.name, "tick": tick, "seconds": seconds, "changed": changed}
@@ -229,13 +229,37 @@ def _run_in_own_transactions(
                 .where(JobRun.job == job.name, JobRun.tick == tick)
                 .values(seconds=seconds, changed=changed)
             )
-    except Exception:
-        log.exception("job failed", extra={"job": job.name, "tick": tick})
+    except Exception as exc:
+        _record_failure(sessions, job.name, tick, exc)
         raise
     log.info(
         "job ran", extra={"job": job.name, "tick": tick, "seconds": seconds, "changed": changed}
     )
     return {"job": job.name, "tick": tick, "seconds": seconds, **changed}
+
+
+def _record_failure(sessions: sessionmaker[Session], name: str, tick: int, exc: Exception) -> None:
+    """Log a failed run and keep it in `job_run` (status failed) for operators and /metrics."""
+    log.error("job failed", exc_info=exc, extra={"job": name, "tick": tick})
+    error = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    try:
+        with sessions.begin() as session:
+            dialect = session.get_bind().dialect.name
+            insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect](JobRun)
+            session.execute(
+                insert.values(
+                    job=name,
+                    tick=tick,
+                    runner=RUNNER,
+                    status="failed",
+                    changed=error,
+                    started_at=utcnow(),
+                ).on_conflict_do_update(
+                    index_elements=["job", "tick"], set_={"status": "failed", "changed": error}
+                )
+            )
+    except Exception:  # the database may be what failed; the log line above stands
+        log.exception("could not record the failed job run", extra={"job": name})
 
 
 def _claim_tick(session: Session, name: str, tick: int) -> bool:

@@ -21,6 +21,9 @@ class JobRun(Base):
     tick: Mapped[int] = mapped_column(sa.BigInteger)
     # Which process ran it (host:pid), for operators and tests.
     runner: Mapped[str] = mapped_column(sa.String(200))
+    # ok, or failed (the job raised; `changed` holds the error). A run of a job with its
+    # own transactions shows no seconds until it finishes.
+    status: Mapped[str] = mapped_column(sa.String(16), default="ok", server_default="ok")
     seconds: Mapped[float | None] = mapped_column(sa.Float)
     changed: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

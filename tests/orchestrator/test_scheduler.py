@@ -114,3 +114,18 @@ def test_projects_complete_when_every_item_is_answered_and_reopen_on_import(camp
     reopened = campaign.client.get(f"/api/v1/projects/{campaign.project_id}", headers=campaign.ops)
     assert reopened.get_json()["status"] == "active"
     assert campaign.dispatch().status_code == 201
+
+
+def test_failed_runs_are_recorded_and_counted(client, ops, sessions):
+    def broken(session):
+        raise RuntimeError("disk on fire")
+
+    job = scheduler.Job("broken", broken, 60)
+    with pytest.raises(RuntimeError):
+        scheduler.run_job(sessions, job, now=120.0)
+    with sessions() as session:
+        run = session.scalar(sa.select(JobRun).where(JobRun.job == "broken"))
+    assert (run.tick, run.status) == (2, "failed")
+    assert "disk on fire" in run.changed["error"]
+    metrics = client.get("/metrics", headers=ops).text
+    assert 'quorum_job_runs_total{job="broken",status="failed"} 1' in metrics
