@@ -8,7 +8,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -95,15 +94,3 @@ def has_nul(value: Any) -> bool:
         return any(has_nul(v) for v in value)
     return False
 
-
-def insert_ignoring_conflicts(
-    session: Session, table: sa.Table, values: dict[str, Any], conflict_columns: list[str]
-) -> None:
-    """INSERT a row unless one with the same unique key exists (race-safe on both backends)."""
-    dialect = session.get_bind().dialect.name
-    module = {"postgresql": postgresql, "sqlite": sqlite}[dialect]
-    session.execute(
-        module.insert(table)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=conflict_columns)
-    )

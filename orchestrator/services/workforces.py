@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from connectors import registry
 from connectors.base import Connector, ConnectorError
 from orchestrator.errors import ConflictError, InvalidInputError, NotFoundError
-from orchestrator.models import Vendor, Workforce
+from orchestrator.models import Workforce
 from orchestrator.services.keys import ensure_vendor
 
 KINDS = ("internal", "mturk", "vendor")
@@ -94,13 +94,6 @@ def get_workforce(session: Session, workforce_id: int) -> Workforce:
 def list_workforces(session: Session) -> list[Workforce]:
     """Return every workforce, oldest first."""
     return list(session.scalars(sa.select(Workforce).order_by(Workforce.id)))
-
-
-def vendor_name(session: Session, workforce: Workforce) -> str | None:
-    """Return the name of a workforce's vendor, if any."""
-    if workforce.vendor_id is None:
-        return None
-    return session.scalar(sa.select(Vendor.name).where(Vendor.id == workforce.vendor_id))
 
 
 def connector_for(workforce: Workforce) -> Connector:
