@@ -173,7 +173,9 @@ class AggregationResult:
         priors_: Dawid-Skene only: label -> class prior probability. None otherwise.
         diagnostics: Iterations, convergence and log-likelihood of the fit.
         warm_start_: Dawid-Skene only: JSON-serialisable fitted parameters to pass as
-            ``warm_start`` next time (store it as is). None for other methods.
+            ``warm_start`` next time (store it as is), with ``cold_start_answers``, the number
+            of answers at the last cold start (see ``COLD_RESTART_GROWTH``). None for other
+            methods.
     """
 
     method: str
@@ -233,6 +235,25 @@ def _warm_state(warm_start: object) -> DawidSkeneState | None:
     )
 
 
+# A warm start follows the optimum it started in. EM only finds a local optimum, and the one
+# a campaign's early answers led to can stay behind after the answers have grown: replaying
+# weather_sentiment_amt, the warm-started fit ended 60 nats of log posterior below a cold fit
+# of the same answers, with 3% of the labels different (adult_content: 115 labels). So
+# whenever the answers have grown by this factor since the last cold start, a cold start
+# runs too and the fit with the higher log posterior wins.
+COLD_RESTART_GROWTH = 1.1
+
+
+def _cold_start_answers(warm_start: object) -> int | None:
+    """Answers at the last cold start, as recorded in a stored ``warm_start_`` dict."""
+    stored = warm_start.warm_start_ if isinstance(warm_start, AggregationResult) else warm_start
+    if isinstance(stored, Mapping):
+        value = stored.get("cold_start_answers")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
 def _dawid_skene(
     answers: pd.DataFrame,
     labels: tuple[str, ...],
@@ -241,13 +262,19 @@ def _dawid_skene(
     warm_start: object,
     started: float,
 ) -> AggregationResult:
+    ds_params = DawidSkeneParams.from_mapping(params)
     fit = fit_dawid_skene(
-        answers,
-        labels=labels,
-        gold=gold,
-        params=DawidSkeneParams.from_mapping(params),
-        warm_start=_warm_state(warm_start),
+        answers, labels=labels, gold=gold, params=ds_params, warm_start=_warm_state(warm_start)
     )
+    cold_start_answers = len(answers)
+    if fit.warm_started:
+        last = _cold_start_answers(warm_start)
+        if last is not None and len(answers) < COLD_RESTART_GROWTH * last:
+            cold_start_answers = last  # a cold start competed recently: keep the warm fit
+        else:
+            cold = fit_dawid_skene(answers, labels=labels, gold=gold, params=ds_params)
+            if cold.log_posterior_history[-1] > fit.log_posterior_history[-1]:
+                fit = cold
     task_ids = fit.tasks.tolist()
     worker_ids = fit.workers.tolist()
     labels_, probas_, confidence_, stopping_ = _task_dicts(
@@ -279,7 +306,7 @@ def _dawid_skene(
             warm_started=fit.warm_started,
             seconds=time.perf_counter() - started,
         ),
-        warm_start_=fit.state().to_dict(),
+        warm_start_=fit.state().to_dict() | {"cold_start_answers": cold_start_answers},
     )
 
 
@@ -352,8 +379,11 @@ def aggregate(
             ``glad``; unknown names are refused. Omitted ones take documented defaults.
         warm_start: For ``dawid_skene``: a previous result, its ``warm_start_`` dict or a
             :class:`~quality.dawid_skene.DawidSkeneState`, to start EM from its parameters
-            (converges in fewer iterations after a few more answers). Ignored by the other
-            methods and when the label set changed.
+            (converges in fewer iterations after a few more answers). Once the answers have
+            grown by ``COLD_RESTART_GROWTH`` since the last cold start (or when that is not
+            known, as with a bare state), a cold start runs as well and the fit with the
+            higher log posterior is kept. Ignored by the other methods and when the label
+            set changed.
 
     Returns:
         AggregationResult: labels, distributions, confidences, skills and diagnostics.

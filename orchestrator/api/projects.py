@@ -94,13 +94,13 @@ class ProjectCreateSchema(ProjectUpdateSchema):
     instructions = Text(load_default="", validate=validate.Length(max=100_000))
     overlap = fields.Integer(load_default=DEFAULT_OVERLAP, validate=validate.Range(min=1, max=100))
     confidence_target = fields.Float(
-        load_default=0.9, validate=validate.Range(min=0, max=1, min_inclusive=False)
+        load_default=0.99, validate=validate.Range(min=0, max=1, min_inclusive=False)
     )
     gold_rate = fields.Float(
         load_default=0.1, validate=validate.Range(min=0, max=1, max_inclusive=False)
     )
-    gold_accuracy_threshold = fields.Float(load_default=0.7, validate=validate.Range(min=0, max=1))
-    gold_min_answers = fields.Integer(load_default=5, validate=validate.Range(min=1, max=10_000))
+    gold_accuracy_threshold = fields.Float(load_default=0.6, validate=validate.Range(min=0, max=1))
+    gold_min_answers = fields.Integer(load_default=10, validate=validate.Range(min=1, max=10_000))
     exclude_blocked_answers = fields.Boolean(load_default=True)
     aggregation_method = Text(load_default="dawid_skene", validate=validate.OneOf(METHODS))
     aggregation_params = JsonObject(keys=Text(), load_default=dict)

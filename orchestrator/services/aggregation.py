@@ -46,8 +46,14 @@ def latest_run(session: Session, project_id: int) -> AggregationRun | None:
     )
 
 
-def aggregate_project(session: Session, project_id: int, *, force: bool = False) -> RunSummary:
-    """Aggregate a project's accepted answers (if they changed) and store the results."""
+def aggregate_project(
+    session: Session, project_id: int, *, force: bool = False, cold: bool = False
+) -> RunSummary:
+    """Aggregate a project's accepted answers (if they changed) and store the results.
+
+    Runs warm-started from the previous run unless `cold`: a cold run gives exactly what
+    an offline aggregation of the same answers gives.
+    """
     project = get_project(session, project_id)
     if not force and not _has_new_answers(session, project):
         run = latest_run(session, project.id)
@@ -77,9 +83,8 @@ def aggregate_project(session: Session, project_id: int, *, force: bool = False)
         }
     )
     previous = latest_run(session, project.id)
-    warm = (
-        previous.warm_start if previous and previous.method == project.aggregation_method else None
-    )
+    same_method = previous is not None and previous.method == project.aggregation_method
+    warm = previous.warm_start if previous is not None and same_method and not cold else None
     result = aggregate(
         answers,
         labels=project.labels,
