@@ -92,8 +92,10 @@ def fixed_overlap_rows(recorded: Recorded, budget: int, *, seed: int) -> list[tu
     """Give every item its first k (or k + 1) recorded answers so that the total is `budget`."""
     distinct: dict[str, list[tuple[str, str]]] = {}
     for task, rows in recorded.answers.items():
-        workers: set[str] = set()
-        distinct[task] = [(w, label) for w, label in rows if not (w in workers or workers.add(w))]
+        firsts: dict[str, str] = {}
+        for worker, label in rows:
+            firsts.setdefault(worker, label)  # a worker's first answer to the item counts
+        distinct[task] = list(firsts.items())
     tasks = sorted(distinct)
     budget = min(budget, sum(len(rows) for rows in distinct.values()))
     take = dict.fromkeys(tasks, 0)
