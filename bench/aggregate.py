@@ -8,16 +8,19 @@ scores the no-gold run on those same tasks, for a like-for-like comparison). The
 keys (``baseline_*``, ``ratio``) refer to crowd-kit's DawidSkene.
 
 Then a synthetic crowd of 1,000,000 answers (4 classes, overlap 3, Zipf-like worker activity,
-per-worker confusion leaning to neighbouring classes, 10% spammers), once with string ids and
-once with integer ids: 50 EM iterations of ours (``fit_dawid_skene``, factorising the ids
-included) against crowd-kit ``DawidSkene(n_iter=50, tol=0)``. Each side runs in a fresh
-Python process that first loads the data and imports everything, then measures the fit alone:
-wall-clock seconds, and peak resident memory above the process's resident size just before
-the fit (Linux: the peak counter is reset through /proc/self/clear_refs; elsewhere the
-ru_maxrss growth, which can only under-count). ``seconds_aggregate`` adds what the service
-pays on top: ``aggregate()`` turning the arrays into plain per-task dicts.
+per-worker confusion leaning to neighbouring classes, 10% spammers; rows listed task by task
+in id order, as in an export sorted by task, which lets ours skip hashing the task ids),
+once with string ids and once with integer ids, and once more with the string-id rows
+shuffled (``*_string_ids_shuffled``: the same rows in random order, so ours hashes them):
+50 EM iterations of ours (``fit_dawid_skene``, factorising the ids included) against
+crowd-kit ``DawidSkene(n_iter=50, tol=0)``. Each side runs in a fresh Python process that
+first loads the data and imports everything, then measures the fit alone: wall-clock
+seconds, and peak resident memory above the process's resident size just before the fit
+(Linux: the peak counter is reset through /proc/self/clear_refs; elsewhere the ru_maxrss
+growth, which can only under-count). ``seconds_aggregate`` adds what the service pays on
+top: ``aggregate()`` turning the arrays into plain per-task dicts.
 
-    .venv/bin/python bench/aggregate.py [--quick]
+    .venv/bin/python bench/aggregate.py [--quick] [--synthetic-only]
 """
 
 from __future__ import annotations
@@ -164,9 +167,11 @@ def _run_side(side: str, path: str) -> dict[str, Any]:
 
 
 def bench_synthetic(n_answers: int) -> None:
-    """Print one line per id kind: ours vs crowd-kit, 50 iterations, fresh processes."""
-    for string_ids in (True, False):
+    """Print one line per id kind (and string ids shuffled): ours vs crowd-kit, 50 iterations."""
+    for string_ids, shuffled in ((True, False), (True, True), (False, False)):
         answers, truth = synthetic_crowd(n_answers, string_ids=string_ids)
+        if shuffled:
+            answers = answers.sample(frac=1.0, random_state=1).reset_index(drop=True)
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "answers.pickle")
             answers.to_pickle(path)
@@ -174,7 +179,7 @@ def bench_synthetic(n_answers: int) -> None:
             ours = _run_side("ours", path)
             baseline = _run_side("crowdkit", path)
             with_dicts = _run_side("ours_aggregate", path)
-        kind = "string_ids" if string_ids else "int_ids"
+        kind = ("string_ids" if string_ids else "int_ids") + ("_shuffled" if shuffled else "")
         size = f"{n_answers // 1_000_000}m" if n_answers >= 1_000_000 else f"{n_answers // 1000}k"
         line = {
             "bench": "aggregate",
@@ -265,6 +270,9 @@ def main() -> None:
     """Run the benchmark; ``--quick`` uses 100,000 synthetic answers and four small data sets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100k answers, four data sets")
+    parser.add_argument(
+        "--synthetic-only", action="store_true", help="skip the data sets (speed lines only)"
+    )
     parser.add_argument("--worker", nargs=2, metavar=("SIDE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -273,7 +281,7 @@ def main() -> None:
     # crowd-kit's pandas deprecation warnings are silenced inside quality; nothing else is.
     warnings.simplefilter("default")
     names = [n for n in QUICK_DATASETS if n in dataset_names()] if args.quick else dataset_names()
-    for name in names:
+    for name in [] if args.synthetic_only else names:
         bench_dataset(name)
     bench_synthetic(100_000 if args.quick else 1_000_000)
 

@@ -1,18 +1,26 @@
 """Benchmark: task hand-outs from the internal pool under concurrent workers, over real HTTP.
 
 A fresh PostgreSQL database, a real gunicorn server with several processes, and N
-worker clients (threads in several client processes) that each loop: GET the next
-task, POST its answer. Reports hand-outs per second, hand-out latency percentiles,
+worker clients (threads in several client processes) that each loop: lease work,
+answer it. With `--suite 1` a client takes one task at a time (`GET /tasks/next`,
+`POST /tasks/{lease}/answer`); with `--suite N` it leases a suite of N tasks
+(`GET /tasks/suite?size=N`) and answers them in one request (`POST /tasks/answers`),
+as labeling UIs that show several items per page do. One line per suite size: clients
+work flat out (a closed loop, so latency grows with queueing: 32 clients at R cycles per
+second wait about 32/R seconds per cycle); `--rate R` adds a line per suite size at an
+offered load of R hand-outs per second, each client starting a cycle on a fixed schedule.
+Reports hand-outs (tasks leased) per second, hand-out request latency percentiles,
 and duplicates (slots handed out twice plus items answered twice by one worker),
 with the database's own executemany insert rate for the same number of rows as
 the baseline. One JSON object per line.
 
-    .venv/bin/python bench/assign.py [--quick] [--clients 32] [--server-workers 4]
+    .venv/bin/python bench/assign.py [--quick] [--clients 32] [--suite 1 --suite 10]
 """
 
 import argparse
 import json
 import multiprocessing
+import random
 import statistics
 import sys
 import threading
@@ -67,9 +75,18 @@ def setup_campaign(url: str, base: str, items: int, overlap: int) -> None:
 
 
 def client_process(
-    base: str, keys: list[str], seconds: float, queue: "multiprocessing.Queue"
+    base: str,
+    keys: list[str],
+    seconds: float,
+    suite: int,
+    cycle_seconds: float | None,
+    queue: "multiprocessing.Queue",
 ) -> None:
-    """Run one thread per key; put (hand-out latencies, lease ids, errors) on the queue."""
+    """Run one thread per key; put (hand-out latencies, lease ids, errors) on the queue.
+
+    Without `cycle_seconds` each client works flat out (closed loop); with it, each
+    client starts a lease-and-answer cycle every `cycle_seconds` (an offered load).
+    """
     latencies: list[float] = []
     leases: list[str] = []
     errors: list[str] = []
@@ -78,23 +95,36 @@ def client_process(
 
     def work(key: str) -> None:
         client = ApiClient(base, key)
+        next_cycle = time.monotonic() + random.uniform(0, cycle_seconds or 0)
         try:
             while time.monotonic() < deadline:
-                task = client.get("/api/v1/tasks/next")
+                if cycle_seconds is not None:
+                    time.sleep(max(0.0, next_cycle - time.monotonic()))
+                    next_cycle += cycle_seconds
+                if suite == 1:
+                    task = client.get("/api/v1/tasks/next")
+                else:
+                    task = client.get(f"/api/v1/tasks/suite?size={suite}")
                 if task.status == 204:
                     return
                 if task.status != 200:
-                    errors.append(f"next {task.status}")
+                    errors.append(f"lease {task.status}")
                     return
-                answer = client.post(
-                    f"/api/v1/tasks/{task.body['lease_id']}/answer", {"label": "b"}
-                )
-                if answer.status != 201:
+                tasks = [task.body] if suite == 1 else task.body["tasks"]
+                lease_ids = [t["lease_id"] for t in tasks]
+                if suite == 1:
+                    answer = client.post(f"/api/v1/tasks/{lease_ids[0]}/answer", {"label": "b"})
+                    ok = answer.status == 201
+                else:
+                    rows = [{"lease_id": lease, "label": "b"} for lease in lease_ids]
+                    answer = client.post("/api/v1/tasks/answers", {"answers": rows})
+                    ok = answer.status == 200 and answer.body["accepted_count"] == len(rows)
+                if not ok:
                     errors.append(f"answer {answer.status} {answer.body}")
                     return
                 with lock:
                     latencies.append(task.seconds)
-                    leases.append(task.body["lease_id"])
+                    leases.extend(lease_ids)
         finally:
             client.close()
 
@@ -165,6 +195,8 @@ def run(
     items: int,
     seconds: float,
     client_processes: int,
+    suite: int,
+    offered_rate: float | None,
 ) -> dict:
     with fresh_database("postgresql") as url:
         with running_server(url, workers=server_workers, threads=server_threads) as (base, _):
@@ -172,8 +204,11 @@ def run(
             keys = [create_key(url, "worker", worker=f"w{n}") for n in range(clients)]
             queue: multiprocessing.Queue = multiprocessing.Queue()
             groups = [keys[i::client_processes] for i in range(client_processes)]
+            cycle_seconds = None if offered_rate is None else suite * clients / offered_rate
             processes = [
-                multiprocessing.Process(target=client_process, args=(base, g, seconds, queue))
+                multiprocessing.Process(
+                    target=client_process, args=(base, g, seconds, suite, cycle_seconds, queue)
+                )
                 for g in groups
             ]
             start = time.perf_counter()
@@ -191,8 +226,13 @@ def run(
     rate = len(leases) / elapsed
     return {
         "bench": "assign",
-        "case": f"postgresql_{clients}_clients_{server_workers}x{server_threads}_server",
+        "case": f"postgresql_{clients}_clients_suite_{suite}_"
+        + ("flat_out" if offered_rate is None else f"offered_{offered_rate:g}_per_s"),
+        "suite_size": suite,
+        "offered_hand_outs_per_s": offered_rate,
+        "server": f"{server_workers}x{server_threads}",
         "hand_outs": len(leases),
+        "requests_per_s": round(2 * len(latencies) / elapsed, 1),
         "hand_outs_per_s": round(rate, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else None,
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2) if latencies else None,
@@ -212,22 +252,31 @@ def main() -> None:
     parser.add_argument("--server-threads", type=int, default=4)
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--seconds", type=float)
+    parser.add_argument(
+        "--suite", type=int, action="append", help="tasks per hand-out (repeatable; default 1, 10)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        action="append",
+        help="also run at this offered load, hand-outs per second in all (repeatable)",
+    )
     args = parser.parse_args()
     items = 3_000 if args.quick else 20_000
     seconds = args.seconds or (5 if args.quick else 20)
-    print(
-        json.dumps(
-            run(
+    for suite in args.suite or [1, 10]:
+        for offered_rate in [None, *(args.rate or [])]:
+            result = run(
                 args.clients,
                 args.server_workers,
                 args.server_threads,
                 items,
                 seconds,
                 args.client_processes,
+                suite,
+                offered_rate,
             )
-        ),
-        flush=True,
-    )
+            print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -154,5 +154,19 @@ class Connector(abc.ABC):
         """Stop a worker from receiving more of our work."""
 
     @abc.abstractmethod
-    def pay_bonus(self, worker_ref: str, amount: Decimal, *, reason: str, token: str) -> None:
-        """Pay a worker a bonus; `token` is deterministic so a retry never pays twice."""
+    def pay_bonus(
+        self,
+        worker_ref: str,
+        amount: Decimal,
+        *,
+        reason: str,
+        token: str,
+        answer_refs: Sequence[str] = (),
+    ) -> None:
+        """Pay a worker a bonus; `token` is deterministic so a retry never pays twice.
+
+        `answer_refs` are the external ids (as `collect` returned them) of the worker's
+        answers in the project, newest first. Every connector accepts the argument; a
+        workforce that ties a bonus to earlier work uses it (MTurk: the assignment id),
+        the others ignore it.
+        """

@@ -5,7 +5,7 @@ owns (orchestrator/services/pool.py), so this connector has nothing to send or
 poll: publishing makes the batch's slots available to the pool's hand-out route.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -64,5 +64,13 @@ class InternalPoolConnector(Connector):
     def block_worker(self, worker_ref: str, *, reason: str) -> None:
         """Blocking is the orchestrator's record; the hand-out route enforces it."""
 
-    def pay_bonus(self, worker_ref: str, amount: Decimal, *, reason: str, token: str) -> None:
+    def pay_bonus(
+        self,
+        worker_ref: str,
+        amount: Decimal,
+        *,
+        reason: str,
+        token: str,
+        answer_refs: Sequence[str] = (),
+    ) -> None:
         """Internal bonuses are paid through payroll; the ledger records them."""

@@ -21,7 +21,7 @@ keyed hash of the item id, stable for the batch and meaningless outside it.
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -119,5 +119,13 @@ class VendorConnector(Connector):
     def block_worker(self, worker_ref: str, *, reason: str) -> None:
         """Blocking is Quorum's record; the submission route refuses the worker's rows."""
 
-    def pay_bonus(self, worker_ref: str, amount: Decimal, *, reason: str, token: str) -> None:
+    def pay_bonus(
+        self,
+        worker_ref: str,
+        amount: Decimal,
+        *,
+        reason: str,
+        token: str,
+        answer_refs: Sequence[str] = (),
+    ) -> None:
         """Vendor bonuses are settled on the vendor's invoice; the ledger records them."""

@@ -23,7 +23,7 @@ from orchestrator.models.keys import ROLES
 from orchestrator.scheduler import SchedulerAlreadyRunningError, run_forever
 from orchestrator.services import aggregation, audit, keys, results
 from orchestrator.services.projects import get_project
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, parse_duration
 from orchestrator.simulation import SimulationOptions, run_simulation
 from quality.methods import METHODS
 
@@ -107,18 +107,58 @@ def keys_create(
     click.echo(secret)
 
 
+@keys_group.command("rotate")
+@click.argument("key_id", type=int)
+@click.option(
+    "--overlap",
+    default="24h",
+    show_default=True,
+    help="How long the old key keeps working: 90s, 30m, 24h, 7d (at most 30 days).",
+)
+def keys_rotate(key_id: int, overlap: str) -> None:
+    """Replace a key with a new one of the same role and scope (stdout: the new key alone)."""
+    try:
+        window = parse_duration(overlap)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--overlap") from exc
+    try:
+        with _transaction() as session:
+            rotation = keys.rotate_key(session, key_id=key_id, overlap=window)
+            audit.record(
+                session,
+                None,
+                "key.rotate",
+                "api_key",
+                key_id,
+                new_key_id=rotation.key.id,
+                expires_at=rotation.previous_expires_at.isoformat(),
+            )
+    except ServiceError as exc:
+        raise click.UsageError(f"{exc.message} {exc.details or ''}".strip()) from exc
+    click.echo(
+        f"rotated key {key_id}: new {rotation.key.role} key {rotation.key.id} "
+        f"({rotation.key.prefix}...); store it now, it is not shown again; "
+        f"key {key_id} stops working at {rotation.previous_expires_at.isoformat()}",
+        err=True,
+    )
+    click.echo(rotation.secret)
+
+
 @keys_group.command("list")
 def keys_list() -> None:
-    """List keys (id, prefix, role, scope, status)."""
+    """List keys (id, prefix, role, scope, status, expiry, name)."""
     with _transaction() as session:
-        for key in keys.list_keys(session):
-            status = "revoked" if key.revoked_at else "active"
+        for key in keys.list_keys(session)[0]:
+            status = keys.key_status(key)
+            expires = key.expires_at.isoformat() if key.expires_at else "-"
             scope = (
                 f"vendor={key.vendor_id}"
                 if key.vendor_id
                 else (f"worker={key.worker_id}" if key.worker_id else "-")
             )
-            click.echo(f"{key.id}\t{key.prefix}...\t{key.role}\t{scope}\t{status}\t{key.name}")
+            click.echo(
+                f"{key.id}\t{key.prefix}...\t{key.role}\t{scope}\t{status}\t{expires}\t{key.name}"
+            )
 
 
 @keys_group.command("revoke")

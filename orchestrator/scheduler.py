@@ -15,6 +15,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -26,7 +27,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.db import make_engine, make_sessionmaker, utcnow
 from orchestrator.models import Answer, Assignment, Batch, Item, JobRun, Project
-from orchestrator.services import aggregation, collection, idempotency, outbox, pool
+from orchestrator.services import (
+    aggregation,
+    collection,
+    deadlines,
+    idempotency,
+    mturk_review,
+    outbox,
+    pool,
+)
 from orchestrator.settings import Settings
 
 log = logging.getLogger("quorum.scheduler")
@@ -150,8 +159,19 @@ def default_jobs(settings: Settings) -> list[Job]:
         Job("complete_projects", complete_projects, settings.close_interval),
         Job("purge_idempotency_keys", purge_idempotency_keys, 3600),
         Job(
+            "announce_due_soon",
+            partial(deadlines.announce_due_soon, lead=timedelta(seconds=settings.due_soon_lead)),
+            settings.close_interval,
+        ),
+        Job(
             "poll_connectors",
             collection.poll_connectors,
+            settings.poll_interval,
+            own_transactions=True,
+        ),
+        Job(
+            "review_mturk",
+            mturk_review.review_mturk,
             settings.poll_interval,
             own_transactions=True,
         ),

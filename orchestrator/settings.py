@@ -1,12 +1,24 @@
 """Service settings, read from the environment."""
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
+
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _flag(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a duration such as `90`, `90s`, `30m`, `24h` or `7d` (no unit: seconds)."""
+    match = re.fullmatch(r"\s*(\d{1,9})\s*([smhd]?)\s*", text.lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 30m, 24h or 7d")
+    return timedelta(seconds=int(match[1]) * DURATION_UNITS[match[2]])
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,8 @@ class Settings:
     poll_interval: int = 60
     outbox_interval: int = 10
     webhook_max_attempts: int = 10
+    # Seconds before a batch's due_at when its webhook vendor is sent `batch.due_soon`.
+    due_soon_lead: int = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -41,5 +55,10 @@ class Settings:
             outbox_interval=int(env.get("QUORUM_OUTBOX_INTERVAL", cls.outbox_interval)),
             webhook_max_attempts=int(
                 env.get("QUORUM_WEBHOOK_MAX_ATTEMPTS", cls.webhook_max_attempts)
+            ),
+            due_soon_lead=int(
+                parse_duration(
+                    env.get("QUORUM_DUE_SOON_LEAD", str(cls.due_soon_lead))
+                ).total_seconds()
             ),
         )

@@ -45,9 +45,11 @@ change of the log posterior between two consecutive E-steps falls to ``tol`` or 
 Duplicate ``(task, worker)`` rows are kept: each row is one answer, as crowd-kit does. The
 service never produces them (a worker answers an item once); some public data sets have them.
 
-Performance: tasks, workers and labels are integer-coded once, the answers become one sparse
-``tasks x (workers * labels)`` count matrix, and one EM iteration is two sparse matrix-vector
-passes over it per class plus a few dense passes over the ``classes x tasks`` posteriors.
+Performance: tasks, workers and labels are integer-coded once (without hashing when a column
+is already sorted), the answers become one sparse ``tasks x (workers * labels)`` count matrix
+(built without sorting when the answers come grouped by task), and one EM iteration is two
+sparse matrix-vector passes over it per class plus a few dense passes over the
+``classes x tasks`` posteriors.
 """
 
 from __future__ import annotations
@@ -287,6 +289,24 @@ class _Block:
     gold_label: NDArray[np.intp]
 
 
+def _answer_matrix(
+    task: NDArray[np.intp], column: NDArray[np.intp], shape: tuple[int, int]
+) -> sp.csr_array:
+    """Return the ``tasks x (workers * labels)`` CSR matrix with one entry of 1 per answer.
+
+    Duplicate ``(task, column)`` entries are left in place: every product sums them, which is
+    the same as counting each row as an answer.
+    """
+    data = np.ones(len(task))
+    if len(task) < 2 or bool((task[1:] >= task[:-1]).all()):
+        # Task codes number tasks in order of first appearance, so answers that arrive
+        # grouped by task (the usual export) are already in CSR order: no sort, no copy.
+        indptr = np.zeros(shape[0] + 1, dtype=np.intp)
+        np.cumsum(np.bincount(task, minlength=shape[0]), out=indptr[1:])
+        return sp.csr_array((data, column, indptr), shape=shape)
+    return sp.coo_array((data, (task, column)), shape=shape).tocsr()
+
+
 class _Model:
     """Sparse answer counts plus the EM passes over them.
 
@@ -306,9 +326,7 @@ class _Model:
         self.n_tasks = enc.n_tasks
         self.n_workers = enc.n_workers
         column = enc.worker * self.k + enc.label
-        # Building from COO sums duplicate rows: the same as keeping each row as an answer.
-        shape = (self.n_tasks, self.n_workers * self.k)
-        counts = sp.csr_array((np.ones(len(column)), (enc.task, column)), shape=shape)
+        counts = _answer_matrix(enc.task, column, (self.n_tasks, self.n_workers * self.k))
         # answer_counts[w * K + l] = how many times worker w answered l.
         self.answer_counts = np.bincount(column, minlength=self.n_workers * self.k).astype(
             np.float64
@@ -318,7 +336,16 @@ class _Model:
         self.blocks: list[_Block] = []
         for start in range(0, self.n_tasks, self.BLOCK_TASKS):
             stop = min(start + self.BLOCK_TASKS, self.n_tasks)
-            block_counts = counts[start:stop] if (start, stop) != (0, self.n_tasks) else counts
+            # A block is a view of the whole matrix's arrays; only its indptr is copied.
+            first, last = counts.indptr[start], counts.indptr[stop]
+            block_counts = sp.csr_array(
+                (
+                    counts.data[first:last],
+                    counts.indices[first:last],
+                    counts.indptr[start : stop + 1] - first,
+                ),
+                shape=(stop - start, counts.shape[1]),
+            )
             in_block = (gold_task >= start) & (gold_task < stop)
             self.blocks.append(
                 _Block(

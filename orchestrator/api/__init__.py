@@ -12,12 +12,14 @@ from orchestrator.api import (
     deliveries,
     health,
     items,
+    keys,
     metrics,
     projects,
     rate_cards,
     results,
     tasks,
     vendor,
+    vendor_quality,
     workforces,
 )
 from orchestrator.api.common import MAX_ID, ErrorSchema, IdConverter, Money
@@ -36,6 +38,8 @@ BLUEPRINTS = (
     billing.bp,
     vendor.bp,
     deliveries.bp,
+    keys.bp,
+    vendor_quality.bp,
 )
 
 

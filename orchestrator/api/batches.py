@@ -1,13 +1,14 @@
 """Batches: dispatch a project's items to a workforce; progress and worker reports."""
 
+from decimal import Decimal
 from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields, pre_dump, validate
 from sqlalchemy.orm import Session
 
-from orchestrator.api.common import authorize, current_principal, with_session
+from orchestrator.api.common import Money, authorize, current_principal, with_session
 from orchestrator.models.batches import BATCH_STATUSES
 from orchestrator.services import audit, dispatch, reports
 
@@ -34,6 +35,23 @@ class DispatchSchema(Schema):
     )
 
 
+class PackagingSchema(Schema):
+    """How an MTurk batch was packed into HITs, and what splitting 10+ slots saved (USD)."""
+
+    hits = fields.Integer(required=True, metadata={"description": "HITs planned at publishing"})
+    cost = Money(required=True, metadata={"description": "Rewards plus MTurk fees as packed"})
+    cost_without_split = Money(
+        required=True, metadata={"description": "The same with one HIT per item group"}
+    )
+    saving = Money(required=True, metadata={"description": "cost_without_split - cost"})
+
+    @pre_dump
+    def amounts(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Read the amounts the connector keeps as strings."""
+        money = ("cost", "cost_without_split", "saving")
+        return {**data, **{key: Decimal(data[key]) for key in money}}
+
+
 class BatchSchema(Schema):
     id = fields.Integer(required=True)
     project_id = fields.Integer(required=True)
@@ -47,6 +65,14 @@ class BatchSchema(Schema):
     created_at = fields.DateTime(required=True)
     published_at = fields.DateTime(required=True, allow_none=True)
     completed_at = fields.DateTime(required=True, allow_none=True)
+    packaging = fields.Nested(
+        PackagingSchema,
+        required=True,
+        allow_none=True,
+        attribute="connector_state.packaging",
+        dump_default=None,
+        metadata={"description": "MTurk batches once published; null otherwise"},
+    )
 
 
 class BatchListSchema(Schema):

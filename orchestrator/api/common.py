@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.routing import IntegerConverter
 
 from billing.money import MoneyError, format_amount, parse_amount
-from orchestrator.db import has_nul
+from orchestrator.db import has_nul, utcnow
 from orchestrator.errors import ForbiddenError, UnauthenticatedError
 from orchestrator.services.keys import Principal, authenticate, hash_key
 from orchestrator.settings import Settings
@@ -21,7 +21,8 @@ from orchestrator.settings import Settings
 SESSIONMAKER = "orchestrator.sessionmaker"
 SETTINGS = "orchestrator.settings"
 # Key lookups are cached briefly so hot routes (task hand-out) skip a query;
-# a revoked key stops working within this many seconds.
+# a key revoked by another process stops working within this many seconds
+# (at once in the process that revokes it, and at once when it expires).
 KEY_CACHE_SECONDS = 5.0
 
 
@@ -78,14 +79,28 @@ def current_principal() -> Principal:
     return g.principal
 
 
-def _cached_authenticate(secret: str) -> Principal:
+def _key_cache() -> dict[str, tuple[float, Principal]]:
     cache: dict[str, tuple[float, Principal]] = current_app.extensions.setdefault(
         "orchestrator.key_cache", {}
     )
+    return cache
+
+
+def forget_key(key_hash: str) -> None:
+    """Drop a key from this process's cache, so a revocation or rotation applies at once."""
+    _key_cache().pop(key_hash, None)
+
+
+def _cached_authenticate(secret: str) -> Principal:
+    cache = _key_cache()
     digest = hash_key(secret)
     now = time.monotonic()
     hit = cache.get(digest)
-    if hit is not None and now - hit[0] < KEY_CACHE_SECONDS:
+    if (
+        hit is not None
+        and now - hit[0] < KEY_CACHE_SECONDS
+        and (hit[1].expires_at is None or hit[1].expires_at > utcnow())
+    ):
         return hit[1]
     with sessions().begin() as session:
         principal = authenticate(session, secret)

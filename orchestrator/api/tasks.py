@@ -74,6 +74,97 @@ class NextTask(MethodView):
         return lease
 
 
+class SuiteQuerySchema(NextTaskQuerySchema):
+    size = fields.Integer(
+        load_default=10,
+        validate=validate.Range(min=1, max=pool.MAX_SUITE),
+        metadata={"description": "How many tasks to lease at once, each of a different item."},
+    )
+
+
+class SuiteSchema(Schema):
+    """A task suite: several leased tasks of one project."""
+
+    tasks = fields.List(fields.Nested(TaskSchema), required=True)
+
+
+class SuiteAnswerSchema(AnswerSchema):
+    lease_id = Text(required=True, validate=validate.Length(min=1, max=64))
+
+
+class SuiteAnswersSchema(Schema):
+    answers = fields.List(
+        fields.Nested(SuiteAnswerSchema),
+        required=True,
+        validate=validate.Length(min=1, max=pool.MAX_SUITE),
+    )
+
+
+class SuiteAcceptedSchema(Schema):
+    row = fields.Integer(required=True, metadata={"description": "Index in `answers`"})
+    lease_id = fields.String(required=True)
+    answer_id = fields.Integer(required=True)
+    label = fields.String(required=True)
+
+
+class SuiteRejectedSchema(Schema):
+    row = fields.Integer(required=True, metadata={"description": "Index in `answers`"})
+    lease_id = fields.String(required=True)
+    code = fields.String(required=True, validate=validate.OneOf(pool.SUITE_REJECT_CODES))
+    reason = fields.String(required=True)
+
+
+class SuiteReceiptSchema(Schema):
+    accepted_count = fields.Integer(required=True)
+    rejected_count = fields.Integer(required=True)
+    accepted = fields.List(fields.Nested(SuiteAcceptedSchema), required=True)
+    rejected = fields.List(fields.Nested(SuiteRejectedSchema), required=True)
+
+
+@bp.route("/suite")
+class NextSuite(MethodView):
+    @authorize("worker")
+    @bp.arguments(SuiteQuerySchema, location="query")
+    @bp.response(200, SuiteSchema)
+    @bp.alt_response(204, description="No task for you right now")
+    @with_session
+    def get(self, query: dict[str, Any], session: Session) -> Any:
+        """Lease a suite of up to `size` tasks of one project to the calling worker."""
+        leases = pool.next_tasks(
+            session,
+            worker_id=current_principal().worker_id,
+            count=query["size"],
+            project_id=query.get("project_id"),
+            default_lease_seconds=current_settings().lease_seconds,
+        )
+        if not leases:
+            return "", 204
+        return {"tasks": leases}
+
+
+@bp.route("/answers")
+class SuiteAnswers(MethodView):
+    @authorize("worker")
+    @bp.arguments(SuiteAnswersSchema)
+    @bp.response(200, SuiteReceiptSchema)
+    @with_session
+    def post(self, data: dict[str, Any], session: Session) -> Any:
+        """Answer several leased tasks at once; each bad row is refused with its reason."""
+        outcomes = pool.submit_answers(
+            session,
+            worker_id=current_principal().worker_id,
+            answers=[pool.SuiteAnswer(**row) for row in data["answers"]],
+        )
+        accepted = [vars(o) for o in outcomes if o.code is None]
+        rejected = [vars(o) for o in outcomes if o.code is not None]
+        return {
+            "accepted_count": len(accepted),
+            "rejected_count": len(rejected),
+            "accepted": accepted,
+            "rejected": rejected,
+        }
+
+
 @bp.route("/<string:lease_id>/answer")
 class TaskAnswer(MethodView):
     @authorize("worker")

@@ -26,7 +26,7 @@ from orchestrator.api.common import (
 )
 from orchestrator.errors import ForbiddenError
 from orchestrator.models.batches import BATCH_STATUSES
-from orchestrator.services import idempotency, vendors
+from orchestrator.services import idempotency, vendor_quality, vendors
 
 bp = Blueprint("vendor", __name__, url_prefix="/api/v1/vendor", description="Vendor API")
 
@@ -227,40 +227,73 @@ class VendorBatchAnswers(MethodView):
         """
         vendor_id = _vendor_id()
         rows = [vendors.AnswerRow(**row) for row in body["answers"]]
-
-        def submit(session: Session) -> dict[str, Any]:
-            result = vendors.submit_answers(
-                session, vendor_id=vendor_id, batch_id=batch_id, rows=rows, atomic=query["atomic"]
-            )
-            dumped: dict[str, Any] = SubmissionSchema().dump(result)
-            return dumped
-
-        key = headers.get("idempotency_key")
-        if key is None:
-            with sessions().begin() as session:
-                return _json(submit(session), 200)
-        request_hash = idempotency.fingerprint(
-            "POST", request.path, {"atomic": query["atomic"]}, request.get_json(silent=True)
-        )
-        with sessions().begin() as session:
-            outcome = idempotency.claim(
-                session,
-                scope=f"vendor:{vendor_id}",
-                key=key,
-                request_hash=request_hash,
-                retention=idempotency.MONEY_RETENTION,
-            )
-        if isinstance(outcome, idempotency.Replay):
-            return _json(outcome.body, outcome.status, replayed=True)
         try:
+            return _submit(vendor_id, batch_id, rows, query["atomic"], headers)
+        except vendors.RowsRejectedError as refused:
+            # Nothing was stored, but the refused rows count in the vendor's SLA figures.
             with sessions().begin() as session:
-                dumped = submit(session)
-                idempotency.complete(session, outcome, status=200, body=dumped)
-        except BaseException:
-            with sessions().begin() as session:
-                idempotency.release(session, outcome)
+                _record_counts(session, batch_id, rows, [], refused.details["rows"])
             raise
-        return _json(dumped, 200)
+
+
+def _submit(
+    vendor_id: int,
+    batch_id: int,
+    rows: list[vendors.AnswerRow],
+    atomic: bool,
+    headers: dict[str, Any],
+) -> Any:
+    def submit(session: Session) -> dict[str, Any]:
+        result = vendors.submit_answers(
+            session, vendor_id=vendor_id, batch_id=batch_id, rows=rows, atomic=atomic
+        )
+        _record_counts(session, batch_id, rows, result.accepted, result.rejected)
+        dumped: dict[str, Any] = SubmissionSchema().dump(result)
+        return dumped
+
+    key = headers.get("idempotency_key")
+    if key is None:
+        with sessions().begin() as session:
+            return _json(submit(session), 200)
+    request_hash = idempotency.fingerprint(
+        "POST", request.path, {"atomic": atomic}, request.get_json(silent=True)
+    )
+    with sessions().begin() as session:
+        outcome = idempotency.claim(
+            session,
+            scope=f"vendor:{vendor_id}",
+            key=key,
+            request_hash=request_hash,
+            retention=idempotency.MONEY_RETENTION,
+        )
+    if isinstance(outcome, idempotency.Replay):
+        return _json(outcome.body, outcome.status, replayed=True)
+    try:
+        with sessions().begin() as session:
+            dumped = submit(session)
+            idempotency.complete(session, outcome, status=200, body=dumped)
+    except BaseException:
+        with sessions().begin() as session:
+            idempotency.release(session, outcome)
+        raise
+    return _json(dumped, 200)
+
+
+def _record_counts(
+    session: Session,
+    batch_id: int,
+    rows: list[vendors.AnswerRow],
+    accepted: list[dict[str, Any]],
+    rejected: list[dict[str, Any]],
+) -> None:
+    vendor_quality.record_submission(
+        session,
+        current_principal(),
+        batch_id=batch_id,
+        rows=len(rows),
+        accepted=len(accepted),
+        rejected_codes=[row["code"] for row in rejected],
+    )
 
 
 def _json(body: dict[str, Any], status: int, *, replayed: bool = False) -> Any:

@@ -15,6 +15,7 @@ from orchestrator.models.ledger import (
     LedgerEntry,
     RateCard,
 )
+from orchestrator.models.mturk import MTurkBlock, MTurkReview
 from orchestrator.models.outbox import DeliveryAttempt, OutboxMessage
 from orchestrator.models.projects import Item, Project
 from orchestrator.models.workforces import Vendor, Worker, WorkerProject, Workforce
@@ -36,6 +37,8 @@ __all__ = [
     "Item",
     "JobRun",
     "LedgerEntry",
+    "MTurkBlock",
+    "MTurkReview",
     "OutboxMessage",
     "Project",
     "RateCard",

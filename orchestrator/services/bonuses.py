@@ -8,8 +8,10 @@ no transaction stays open while a connector talks to its workforce:
    a deterministic token, held against the budgets while pending (409 when the
    bonuses and their fees do not fit);
 2. outside any transaction, each pending bonus goes through its workforce's
-   connector (`pay_bonus(worker_ref, amount, reason=, token=)`), which passes the
-   token on (MTurk's UniqueRequestToken) so a repeated call never pays twice;
+   connector (`pay_bonus(worker_ref, amount, reason=, token=, answer_refs=)`), which
+   passes the token on (MTurk's UniqueRequestToken) so a repeated call never pays
+   twice; `answer_refs` names the worker's newest answer in the project from our own
+   records (MTurk attaches the bonus to that assignment);
 3. in a second transaction, each paid bonus writes its ledger entries (keyed by
    the bonus, so a repeat writes nothing) and stops being held.
 
@@ -34,7 +36,7 @@ from billing.money import format_amount, from_micros, to_micros
 from connectors.base import ConnectorError, WorkforceUnavailableError
 from orchestrator.db import unit_of_work, utcnow
 from orchestrator.errors import ConflictError, InvalidInputError, NotFoundError
-from orchestrator.models import Bonus, Worker, WorkerProject, Workforce
+from orchestrator.models import Answer, Bonus, Worker, WorkerProject, Workforce
 from orchestrator.services import audit, budgets, ledger
 from orchestrator.services.keys import Principal
 from orchestrator.services.projects import get_project
@@ -107,9 +109,11 @@ def grant_bonuses(
     with unit_of_work(factory) as session:
         to_pay, replayed = _record(session, request, principal)
     failures: dict[int, tuple[str, str]] = {}
-    for bonus_id, workforce, worker_ref, amount, reason, token in to_pay:
+    for bonus_id, workforce, worker_ref, amount, reason, token, answer_refs in to_pay:
         try:
-            connector_for(workforce).pay_bonus(worker_ref, amount, reason=reason, token=token)
+            connector_for(workforce).pay_bonus(
+                worker_ref, amount, reason=reason, token=token, answer_refs=answer_refs
+            )
         except WorkforceUnavailableError as exc:
             failures[bonus_id] = ("pending", exc.message)
         except ConnectorError as exc:
@@ -131,7 +135,7 @@ def grant_bonuses(
 
 def _record(
     session: Session, request: BonusRequest, principal: Principal | None
-) -> tuple[list[tuple[int, Workforce, str, Decimal, str, str]], bool]:
+) -> tuple[list[tuple[int, Workforce, str, Decimal, str, str, tuple[str, ...]]], bool]:
     """Store the request's bonuses (or find them); return what to pay now and if replayed."""
     project = get_project(session, request.project_id, for_update=True)
     existing = list(
@@ -179,6 +183,9 @@ def _record(
             )
         ).all()
     )
+    answer_refs = _newest_answer_refs(
+        session, request.project_id, [bonus.worker_id for bonus in pending]
+    )
     to_pay = []
     for bonus in pending:
         workforce = workforces[bonus.workforce_id]
@@ -191,9 +198,33 @@ def _record(
                 from_micros(bonus.amount_micros),
                 bonus.reason,
                 bonus.token,
+                answer_refs.get(bonus.worker_id, ()),
             )
         )
     return to_pay, replayed
+
+
+def _newest_answer_refs(
+    session: Session, project_id: int, worker_ids: Sequence[int]
+) -> dict[int, tuple[str, ...]]:
+    """Return each worker's newest answer external id in the project (MTurk: an assignment)."""
+    if not worker_ids:
+        return {}
+    newest = (
+        sa.select(sa.func.max(Answer.id))
+        .where(
+            Answer.project_id == project_id,
+            Answer.worker_id.in_(worker_ids),
+            Answer.external_id.is_not(None),
+        )
+        .group_by(Answer.worker_id)
+    )
+    return {
+        worker_id: (str(external_id),)
+        for worker_id, external_id in session.execute(
+            sa.select(Answer.worker_id, Answer.external_id).where(Answer.id.in_(newest))
+        )
+    }
 
 
 def _recipients(session: Session, project_id: int, request: BonusRequest) -> list[Any]:

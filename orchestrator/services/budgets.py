@@ -4,7 +4,8 @@ A budget's state is never stored as a running counter; it is read from the rows
 that already say where the money is, so no hot path updates a shared row:
 
 * committed = the sum of the ledger entries (of the project, or of the workforce);
-* reserved = the `reserved_micros` of the open and leased slots, plus pending bonuses.
+* reserved = the `reserved_micros` of the open and leased slots (and of answered slots
+  awaiting review, below), plus pending bonuses.
 
 Each step of a slot's life then moves money by itself:
 
@@ -17,7 +18,11 @@ Each step of a slot's life then moves money by itself:
   new reservation (billing.budget.commit) and the slot keeps the actual cost;
 * a cancelled slot stops counting; an expired, released or excluded slot is
   replaced by a fresh open slot carrying the same reservation, and an exclusion's
-  reversal takes the cost back off the ledger, so the money moves back to reserved.
+  reversal takes the cost back off the ledger, so the money moves back to reserved;
+* an answer from a workforce that charges at review (MTurk pays on approval, see
+  orchestrator.services.mturk_review) has no ledger entry when it is stored, so its
+  answered slot stays reserved until the approval writes the entries or the
+  rejection marks the answer rejected: between the two, dispatch still sees the money.
 
 The arithmetic (what fits, what is left) is billing.budget's; this module only
 reads the amounts. Checks take the project's row lock, the same lock dispatch
@@ -35,6 +40,7 @@ from billing import budget
 from billing.errors import BudgetExceededError
 from billing.money import format_amount, from_micros, to_micros
 from orchestrator.models import (
+    Answer,
     Assignment,
     Batch,
     Bonus,
@@ -47,6 +53,9 @@ from orchestrator.services.projects import get_project
 from orchestrator.services.rate_cards import Pricing, pricing_for
 
 LIVE_SLOT_STATUSES = ("open", "leased")
+# Workforces whose answers are charged when reviewed, not when stored (the ledger
+# skips them at acceptance: orchestrator.services.ledger).
+CHARGED_ON_REVIEW = ("mturk",)
 
 
 @dataclass(frozen=True)
@@ -81,13 +90,30 @@ def _reserved_micros(
     """Sum the reservations of live slots and pending bonuses that match, in micros."""
     slots = session.scalar(
         sa.select(sa.func.sum(Assignment.reserved_micros)).where(
-            slot_condition, Assignment.status.in_(LIVE_SLOT_STATUSES)
+            slot_condition,
+            sa.or_(Assignment.status.in_(LIVE_SLOT_STATUSES), _awaiting_review()),
         )
     )
     bonuses = session.scalar(
         sa.select(sa.func.sum(Bonus.cost_micros)).where(bonus_condition, Bonus.status == "pending")
     )
     return int(slots or 0) + int(bonuses or 0)
+
+
+def _awaiting_review() -> sa.ColumnElement[bool]:
+    """An answered slot charged at review whose accepted answer is not on the ledger yet."""
+    unsettled = sa.exists().where(
+        Answer.assignment_id == Assignment.id,
+        Answer.status == "accepted",
+        ~sa.exists().where(LedgerEntry.answer_id == Answer.id),
+    )
+    return sa.and_(
+        Assignment.status == "answered",
+        Assignment.workforce_id.in_(
+            sa.select(Workforce.id).where(Workforce.kind.in_(CHARGED_ON_REVIEW))
+        ),
+        unsettled,
+    )
 
 
 def _state(

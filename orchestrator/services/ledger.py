@@ -12,25 +12,28 @@ reversing entries. One exception, as billing.ledger.reverse explains: an MTurk
 assignment was paid when it was approved and stays paid, so excluding its answer
 from aggregation reverses nothing.
 
-`record_accepted_answer` runs inside `accept_answer`, the answer hot path: one
-SELECT (slot, project, workforce and rate card together) and one INSERT; it
-touches the slot again only when the cost differs from its reservation.
+`record_accepted_answers` runs in every flush of `answers.AnswerIntake`, the
+answer hot path: one SELECT (slots, projects, workforces and rate cards together)
+and one multi-row INSERT for all the flushed answers; it touches the slots again
+only when a cost differs from its reservation.
 """
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from billing import ledger as book
 from billing.money import from_micros, to_micros
 from orchestrator.db import utcnow
 from orchestrator.models import Answer, Assignment, LedgerEntry, Project, Workforce
-from orchestrator.services import budgets
+from orchestrator.models.types import BigId
+from orchestrator.services import budgets, bulk
 from orchestrator.services.rate_cards import (
     CARD_COLUMNS,
     CARD_TABLE,
@@ -109,12 +112,11 @@ def write_entries(
     rows = [_row(entry, key, rate_card_id, now) for entry, key in entries]
     if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        statement: Any = postgresql.insert(L)
-    else:
-        statement = sqlite.insert(L)
-    session.execute(
-        statement.values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    bulk.insert_rows(
+        session,
+        L,
+        rows,
+        lambda insert: insert.on_conflict_do_nothing(index_elements=["idempotency_key"]),
     )
 
 
@@ -160,72 +162,122 @@ def answer_entries(
     )
 
 
-def record_accepted_answer(
-    session: Session,
-    *,
-    slot: "Slot",
-    answer_id: int,
-    worker_id: int,
-    accepted_at: datetime,
-    time_spent_ms: int | None,
-) -> Decimal:
-    """Write an accepted answer's ledger entries at the rate in force; return its cost.
+@dataclass(frozen=True)
+class AcceptedCost:
+    """An accepted answer to put on the ledger: its slot, id, worker and reported time."""
 
-    The slot's reservation becomes the cost. A cost above the reservation (the rate
-    went up since dispatch) must fit the budgets, or BudgetExceededError (409) refuses
-    the answer; the slot then keeps the actual cost, so an exclusion that reopens it
-    reserves exactly what the reversal gives back.
+    slot: "Slot"
+    answer_id: int
+    worker_id: int
+    time_spent_ms: int | None
+
+
+def record_accepted_answers(
+    session: Session, answers: Sequence[AcceptedCost], *, accepted_at: datetime
+) -> Decimal:
+    """Write accepted answers' ledger entries at the rate in force; return their cost.
+
+    Each slot's reservation becomes its answer's cost. Costs above the reservations
+    (the rate went up since dispatch) must fit the budgets, or BudgetExceededError
+    (409) refuses the answers; the slots then keep the actual costs, so an exclusion
+    that reopens one reserves exactly what the reversal gives back. One SELECT reads
+    every slot with its project, workforce and rate card; one INSERT writes the entries.
     """
-    row = session.execute(
-        sa.select(
-            A.c.reserved_micros,
-            A.c.leased_at,
-            A.c.lease_expires_at,
-            Project.reward_micros,
-            Project.currency,
-            Project.overlap,
-            Workforce.kind,
-            Workforce.vendor_id,
-            *CARD_COLUMNS,
+    if not answers:
+        return Decimal(0)
+    rows = {
+        row.id: row
+        for row in session.execute(
+            sa.select(
+                A.c.id,
+                A.c.reserved_micros,
+                A.c.leased_at,
+                A.c.lease_expires_at,
+                Project.reward_micros,
+                Project.currency,
+                Project.overlap,
+                Workforce.kind,
+                Workforce.vendor_id,
+                *CARD_COLUMNS,
+            )
+            .select_from(A)
+            .join(Project, Project.id == A.c.project_id)
+            .join(Workforce, Workforce.id == A.c.workforce_id)
+            .outerjoin(CARD_TABLE, CARD_TABLE.c.id == latest_card_id(Workforce.id, accepted_at))
+            .where(A.c.id.in_([answer.slot.id for answer in answers]))
         )
-        .select_from(A)
-        .join(Project, Project.id == A.c.project_id)
-        .join(Workforce, Workforce.id == A.c.workforce_id)
-        .outerjoin(CARD_TABLE, CARD_TABLE.c.id == latest_card_id(Workforce.id, accepted_at))
-        .where(A.c.id == slot.id)
-    ).one()
-    price = pricing(
-        kind=row.kind,
-        vendor_id=row.vendor_id,
-        card=card_from_row(row),
-        reward_micros=row.reward_micros,
-        currency=row.currency,
-        overlap=row.overlap,
-        at=accepted_at,
-    )
-    entries = answer_entries(
-        price=price,
-        slot=slot,
-        answer_id=answer_id,
-        worker_id=worker_id,
-        accepted_at=accepted_at,
-        seconds_spent=_billed_seconds(row, time_spent_ms, accepted_at),
-        is_first_for_item=_is_first_for_item(session, price, slot, answer_id),
-    )
-    cost = sum((entry.amount for entry in entries), Decimal(0))
-    actual = to_micros(cost)
-    if actual != row.reserved_micros:
+    }
+    prices: dict[tuple[Any, ...], Pricing] = {}
+    for row in rows.values():
+        key = _price_key(row)
+        if key not in prices:
+            prices[key] = pricing(
+                kind=row.kind,
+                vendor_id=row.vendor_id,
+                card=card_from_row(row),
+                reward_micros=row.reward_micros,
+                currency=row.currency,
+                overlap=row.overlap,
+                at=accepted_at,
+            )
+    priced = [
+        (answer, rows[answer.slot.id], prices[_price_key(rows[answer.slot.id])])
+        for answer in answers
+    ]
+    first_for_item = _first_for_item(session, priced)
+    total = Decimal(0)
+    entries: dict[int | None, list[tuple[book.LedgerEntry, str]]] = defaultdict(list)
+    resized: list[dict[str, int]] = []
+    excess: dict[tuple[int, int, str], list[int]] = defaultdict(lambda: [0, 0])
+    for (answer, row, price), is_first in zip(priced, first_for_item, strict=True):
+        if row.kind == "mturk":
+            # MTurk charges when it approves the assignment: its entries are written then
+            # (orchestrator.services.mturk_review), never here, so nothing is charged twice.
+            continue
+        made = answer_entries(
+            price=price,
+            slot=answer.slot,
+            answer_id=answer.answer_id,
+            worker_id=answer.worker_id,
+            accepted_at=accepted_at,
+            seconds_spent=_billed_seconds(row, answer.time_spent_ms, accepted_at),
+            is_first_for_item=is_first,
+        )
+        cost = sum((entry.amount for entry in made), Decimal(0))
+        total += cost
+        actual = to_micros(cost)
+        if actual != row.reserved_micros:
+            resized.append({"slot": answer.slot.id, "actual": actual})
+        if actual > row.reserved_micros:
+            over = excess[(answer.slot.project_id, answer.slot.workforce_id, price.card.currency)]
+            over[0] += row.reserved_micros
+            over[1] += actual
+        entries[price.rate_card_id] += keyed(f"answer:{answer.answer_id}", made)
+    for (project_id, workforce_id, currency), (reserved, actual) in excess.items():
         budgets.check_commit(
             session,
-            project_id=slot.project_id,
-            workforce_id=slot.workforce_id,
-            currency=price.card.currency,
-            reserved_micros=row.reserved_micros,
+            project_id=project_id,
+            workforce_id=workforce_id,
+            currency=currency,
+            reserved_micros=reserved,
             actual_micros=actual,
         )
-        session.execute(sa.update(A).where(A.c.id == slot.id).values(reserved_micros=actual))
-    write_entries(session, keyed(f"answer:{answer_id}", entries), price.rate_card_id)
-    return cost
+    if resized:
+        bulk.update_rows(
+            session,
+            A,
+            resized,
+            types={"slot": BigId, "actual": sa.BigInteger()},
+            where=lambda row: A.c.id == row.slot,
+            values=lambda row: {"reserved_micros": row.actual},
+        )
+    for rate_card_id, pairs in entries.items():
+        write_entries(session, pairs, rate_card_id)
+    return total
+
+
+def _price_key(row: Any) -> tuple[Any, ...]:
+    return (row.kind, row.vendor_id, row.card_id, row.reward_micros, row.currency, row.overlap)
 
 
 def _billed_seconds(row: Any, time_spent_ms: int | None, accepted_at: datetime) -> Decimal:
@@ -243,20 +295,41 @@ def _billed_seconds(row: Any, time_spent_ms: int | None, accepted_at: datetime) 
     return seconds
 
 
-def _is_first_for_item(session: Session, price: Pricing, slot: "Slot", answer_id: int) -> bool:
-    """Whether the answer is its workforce's only accepted one on the item (per-item price)."""
-    if price.vendor_id is None or price.card.price_per_item is None:
-        return False
-    return not session.scalar(
-        sa.select(
-            sa.exists().where(
-                Answer.item_id == slot.item_id,
-                Answer.workforce_id == slot.workforce_id,
+def _first_for_item(
+    session: Session, priced: Sequence[tuple[AcceptedCost, Any, Pricing]]
+) -> list[bool]:
+    """Whether each answer is its workforce's only accepted one on the item (per-item price).
+
+    The answers are stored already; one earlier in `priced` on the same item counts.
+    """
+    per_item = [
+        price.vendor_id is not None and price.card.price_per_item is not None
+        for _, _, price in priced
+    ]
+    if not any(per_item):
+        return per_item
+    wanted = [
+        answer for (answer, _, _), is_per_item in zip(priced, per_item, strict=True) if is_per_item
+    ]
+    ours = {answer.answer_id for answer, _, _ in priced}
+    taken = {
+        (item_id, workforce_id)
+        for item_id, workforce_id, answer_id in session.execute(
+            sa.select(Answer.item_id, Answer.workforce_id, Answer.id).where(
+                Answer.item_id.in_(sorted({answer.slot.item_id for answer in wanted})),
+                Answer.workforce_id.in_(sorted({answer.slot.workforce_id for answer in wanted})),
                 Answer.status == "accepted",
-                Answer.id != answer_id,
             )
         )
-    )
+        if answer_id not in ours
+    }
+    first = []
+    for (answer, _, _), is_per_item in zip(priced, per_item, strict=True):
+        key = (answer.slot.item_id, answer.slot.workforce_id)
+        first.append(is_per_item and key not in taken)
+        if is_per_item:
+            taken.add(key)
+    return first
 
 
 def reverse_answers(

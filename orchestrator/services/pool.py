@@ -13,7 +13,9 @@ gold set, then from the project's, never one the worker has seen.
 Both routes are hot paths, so they run Core statements, a handful per call.
 """
 
+import json
 import math
+import random
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,8 +38,9 @@ from orchestrator.models import (
 from orchestrator.services import budgets
 from orchestrator.services.answers import (
     AcceptedAnswer,
+    AnswerIntake,
+    NewAnswer,
     Slot,
-    accept_answer,
     check_label,
     reopen_slots,
     upsert_worker_record,
@@ -45,6 +48,18 @@ from orchestrator.services.answers import (
 
 A = Assignment.__table__
 SEEN = A.alias("seen")
+SUITE_READ_AHEAD = 4
+"""Open slots read per task wanted in a suite: an item's slots lie side by side."""
+SUITE_REJECT_CODES = (
+    "not_found",
+    "foreign",
+    "answered",
+    "expired",
+    "duplicate",
+    "worker_blocked",
+    "invalid_label",
+)
+"""Why a row of a suite submission can be refused."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,10 @@ class Lease:
     labels: list[str]
     # For the service's own callers (replays); the worker-facing schema leaves it out.
     item_id: int
+
+
+MAX_SUITE = 50
+"""The most tasks one hand-out leases at once (a task suite)."""
 
 
 def next_task(
@@ -76,6 +95,34 @@ def next_task(
     items; replays (`quorum simulate`) use them so that every answer comes from the
     worker who really gave it. The worker-facing route never passes them.
     """
+    leases = next_tasks(
+        session,
+        worker_id=worker_id,
+        count=1,
+        project_id=project_id,
+        default_lease_seconds=default_lease_seconds,
+        item_id=item_id,
+        gold_item_ids=gold_item_ids,
+    )
+    return leases[0] if leases else None
+
+
+def next_tasks(
+    session: Session,
+    *,
+    worker_id: int,
+    count: int,
+    project_id: int | None = None,
+    default_lease_seconds: int,
+    item_id: int | None = None,
+    gold_item_ids: list[int] | None = None,
+) -> list[Lease]:
+    """Lease up to `count` tasks of one project to a worker, each of a different item.
+
+    A task suite: one hand-out, one transaction and a few statements for the whole
+    suite. Gold keeps its share: the suite holds as many gold tasks as the worker's
+    gold turns within it, at random places. An empty list means no work for them.
+    """
     worker = session.execute(
         sa.select(Worker.status, Worker.workforce_id, Workforce.kind, Workforce.config)
         .join(Workforce, Workforce.id == Worker.workforce_id)
@@ -85,40 +132,63 @@ def next_task(
         raise ForbiddenError("this worker is not active")
     if worker.kind != "internal":
         raise ForbiddenError("only internal-pool workers pull tasks")
-    slot = _find_open_slot(session, worker_id, worker.workforce_id, project_id, item_id)
-    if slot is None and expire_leases(session, workforce_id=worker.workforce_id):
-        slot = _find_open_slot(session, worker_id, worker.workforce_id, project_id, item_id)
-    if slot is None:
-        return None
+    find = (session, worker_id, worker.workforce_id, project_id, item_id, count)
+    slots = _find_open_slots(*find)
+    if not slots and expire_leases(session, workforce_id=worker.workforce_id):
+        slots = _find_open_slots(*find)
+    if not slots:
+        return []
     if session.get_bind().dialect.name == "postgresql":
         # A lease lost in a crash costs nothing (the slot stays open), so the hand-out
         # need not wait for its commit to reach the disk; answers always do.
         session.execute(sa.text("SET LOCAL synchronous_commit TO off"))
-    seconds = slot.lease_seconds or worker.config.get("lease_seconds") or default_lease_seconds
-    record = upsert_worker_record(session, worker_id, slot.project_id, tasks_seen=1)
-    gold = None
-    if _is_gold_turn(slot.gold_rate, record):
-        gold = _lease_gold(session, worker_id, worker.workforce_id, slot, seconds, gold_item_ids)
-    if gold is None:
-        token, expires_at = _lease(session, slot.id, worker_id, seconds)
-        leased_item, data = slot.item_id, slot.data
-    else:
-        leased_item, token, expires_at = gold
-        data = session.scalar(sa.select(Item.data).where(Item.id == leased_item))
+    first = slots[0]
+    seconds = first.lease_seconds or worker.config.get("lease_seconds") or default_lease_seconds
+    record = upsert_worker_record(session, worker_id, first.project_id, tasks_seen=len(slots))
+    gold_leases: list[Lease] = []
+    for _ in range(min(_gold_turns(first.gold_rate, record), len(slots))):
+        gold = _lease_gold(session, worker_id, worker.workforce_id, first, seconds, gold_item_ids)
+        if gold is None:
+            break
+        gold_item, data, token, expires_at = gold
+        gold_leases.append(_to_lease(first, token, expires_at, gold_item, data))
+    if gold_leases:
+        upsert_worker_record(session, worker_id, first.project_id, gold_seen=len(gold_leases))
+    ordinary = slots[: len(slots) - len(gold_leases)]
+    leases = [
+        _to_lease(slot, token, expires_at, slot.item_id, json.loads(slot.data_json))
+        for slot, (token, expires_at) in zip(
+            ordinary,
+            _lease(session, [slot.id for slot in ordinary], worker_id, seconds),
+            strict=True,
+        )
+    ]
+    for lease in gold_leases:
+        leases.insert(random.randint(0, len(leases)), lease)
+    return leases
+
+
+def _to_lease(slot: sa.Row, token: str, expires_at: datetime, item_id: int, data: Any) -> Lease:
     return Lease(
         token,
         expires_at,
         slot.project_id,
         data or {},
         slot.instructions,
-        list(slot.labels),
-        leased_item,
+        json.loads(slot.labels_json),
+        item_id,
     )
 
 
-def _find_open_slot(
-    session: Session, worker_id: int, workforce_id: int, project_id: int | None, item_id: int | None
-) -> sa.Row | None:
+def _find_open_slots(
+    session: Session,
+    worker_id: int,
+    workforce_id: int,
+    project_id: int | None,
+    item_id: int | None,
+    count: int,
+) -> list[sa.Row]:
+    """Lock up to `count` open slots of one project, of distinct items the worker hasn't seen."""
     blocked = sa.select(WorkerProject.project_id).where(
         WorkerProject.worker_id == worker_id, WorkerProject.status == "blocked"
     )
@@ -128,11 +198,12 @@ def _find_open_slot(
             A.c.project_id,
             A.c.batch_id,
             A.c.item_id,
-            Item.data,
+            # As JSON text: decoded only for the rows chosen (a suite reads ahead).
+            sa.cast(Item.data, sa.Text).label("data_json"),
             Project.gold_rate,
             Project.lease_seconds,
             Project.instructions,
-            Project.labels,
+            sa.cast(Project.labels, sa.Text).label("labels_json"),
         )
         .join(Item, Item.id == A.c.item_id)
         .join(Project, Project.id == A.c.project_id)
@@ -144,7 +215,8 @@ def _find_open_slot(
             ~sa.exists().where(SEEN.c.item_id == A.c.item_id, SEEN.c.worker_id == worker_id),
         )
         .order_by(A.c.id)
-        .limit(1)
+        # An item has several open slots side by side; read past them to fill a suite.
+        .limit(count if count == 1 else count * SUITE_READ_AHEAD)
     )
     if project_id is not None:
         query = query.where(A.c.project_id == project_id)
@@ -152,7 +224,14 @@ def _find_open_slot(
         query = query.where(A.c.item_id == item_id)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=A)
-    return session.execute(query).one_or_none()
+    chosen: dict[int, sa.Row] = {}
+    for slot in session.execute(query):
+        suite_project = next(iter(chosen.values())).project_id if chosen else slot.project_id
+        if slot.project_id == suite_project and slot.item_id not in chosen:
+            chosen[slot.item_id] = slot
+            if len(chosen) == count:
+                break
+    return list(chosen.values())
 
 
 def _lease_values(worker_id: int, seconds: int) -> dict[str, Any]:
@@ -166,20 +245,29 @@ def _lease_values(worker_id: int, seconds: int) -> dict[str, Any]:
     }
 
 
-def _lease(session: Session, slot_id: int, worker_id: int, seconds: int) -> tuple[str, datetime]:
+def _lease(
+    session: Session, slot_ids: list[int], worker_id: int, seconds: int
+) -> list[tuple[str, datetime]]:
+    """Lease open slots to a worker in one statement; return each one's token and expiry."""
+    if not slot_ids:
+        return []
     values = _lease_values(worker_id, seconds)
+    tokens = {slot_id: secrets.token_urlsafe(24) for slot_id in slot_ids}
+    values["lease_token"] = sa.case(tokens, value=A.c.id)
     # Conditional on still being open: a second line of defence behind the row lock.
     leased = session.execute(
-        sa.update(A).where(A.c.id == slot_id, A.c.status == "open").values(**values)
+        sa.update(A).where(A.c.id.in_(slot_ids), A.c.status == "open").values(**values)
     )
-    if leased.rowcount != 1:
-        raise ConflictError("the slot was taken by another worker; ask again")
-    return values["lease_token"], values["lease_expires_at"]
+    if leased.rowcount != len(slot_ids):
+        raise ConflictError("a slot was taken by another worker; ask again")
+    return [(tokens[slot_id], values["lease_expires_at"]) for slot_id in slot_ids]
 
 
-def _is_gold_turn(gold_rate: float, record: sa.Row) -> bool:
-    # `record` already counts this hand-out in tasks_seen.
-    return gold_rate > 0 and record.gold_seen < math.floor(gold_rate * record.tasks_seen + 0.5)
+def _gold_turns(gold_rate: float, record: sa.Row) -> int:
+    """How many of the tasks just counted in `record.tasks_seen` are the worker's gold turns."""
+    if gold_rate <= 0:
+        return 0
+    return max(0, math.floor(gold_rate * record.tasks_seen + 0.5) - record.gold_seen)
 
 
 def _lease_gold(
@@ -189,24 +277,26 @@ def _lease_gold(
     slot: sa.Row,
     seconds: int,
     allowed: list[int] | None,
-) -> tuple[int, str, datetime] | None:
+) -> tuple[int, Any, str, datetime] | None:
+    """Lease a gold item the worker has not seen: its id, data, lease token and expiry."""
     unseen = ~sa.exists().where(A.c.item_id == Item.id, A.c.worker_id == worker_id)
     if allowed is not None:
         unseen = sa.and_(unseen, Item.id.in_(allowed))
     in_batch = (
-        sa.select(Item.id)
+        sa.select(Item.id, Item.data)
         .join(BatchItem, BatchItem.item_id == Item.id)
         .where(BatchItem.batch_id == slot.batch_id, BatchItem.is_gold.is_(True), unseen)
     )
-    in_project = sa.select(Item.id).where(
+    in_project = sa.select(Item.id, Item.data).where(
         Item.project_id == slot.project_id, Item.gold_label.is_not(None), unseen
     )
     for query in (in_batch, in_project):
-        item_id = session.scalar(query.order_by(sa.func.random()).limit(1))
-        if item_id is not None:
+        chosen = session.execute(query.order_by(sa.func.random()).limit(1)).one_or_none()
+        if chosen is not None:
             break
     else:
         return None
+    item_id, data = chosen
     # Billing: a gold answer costs like any other; reserve it, or serve an ordinary task.
     reserved = budgets.reserve_slot(session, slot.project_id, workforce_id, gold=True)
     if reserved is None:
@@ -224,11 +314,11 @@ def _lease_gold(
             **values,
         )
     )
-    upsert_worker_record(session, worker_id, slot.project_id, gold_seen=1)
-    return item_id, values["lease_token"], values["lease_expires_at"]
+    return item_id, data, values["lease_token"], values["lease_expires_at"]
 
 
-def _leased_slot(session: Session, worker_id: int, token: str) -> sa.Row:
+def _leased_slots(session: Session, tokens: list[str]) -> dict[str, sa.Row]:
+    """Read (and on PostgreSQL lock, in id order) the slots leased under these tokens."""
     query = (
         sa.select(
             A.c.id,
@@ -239,6 +329,7 @@ def _leased_slot(session: Session, worker_id: int, token: str) -> sa.Row:
             A.c.is_gold,
             A.c.status,
             A.c.worker_id,
+            A.c.lease_token,
             A.c.leased_at,
             A.c.lease_expires_at,
             Project.labels,
@@ -246,23 +337,50 @@ def _leased_slot(session: Session, worker_id: int, token: str) -> sa.Row:
         )
         .join(Project, Project.id == A.c.project_id)
         .join(Item, Item.id == A.c.item_id)
-        .where(A.c.lease_token == token)
+        .where(A.c.lease_token.in_(tokens))
+        .order_by(A.c.id)
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(of=A)
-    slot = session.execute(query).one_or_none()
+    return {slot.lease_token: slot for slot in session.execute(query)}
+
+
+def _lease_problem(slot: sa.Row | None, worker_id: int) -> tuple[str, str] | None:
+    """Why a worker may not answer on this lease (a code and a reason), or None if they may."""
     if slot is None:
-        raise NotFoundError("no such lease")
+        return "not_found", "no such lease"
     if slot.worker_id != worker_id:
-        raise ConflictError("this lease belongs to another worker", details={"lease": ["foreign"]})
+        return "foreign", "this lease belongs to another worker"
     if slot.status == "answered":
-        raise ConflictError("this lease was already answered", details={"lease": ["answered"]})
+        return "answered", "this lease was already answered"
     if slot.status != "leased" or slot.lease_expires_at <= utcnow():
-        raise ConflictError(
-            "this lease has expired or was withdrawn; ask for a new task",
-            details={"lease": ["expired"]},
-        )
-    return slot
+        return "expired", "this lease has expired or was withdrawn; ask for a new task"
+    return None
+
+
+def _leased_slot(session: Session, worker_id: int, token: str) -> sa.Row:
+    slot = _leased_slots(session, [token]).get(token)
+    problem = _lease_problem(slot, worker_id)
+    if problem is None:
+        return slot
+    code, reason = problem
+    if code == "not_found":
+        raise NotFoundError(reason)
+    raise ConflictError(reason, details={"lease": [code]})
+
+
+def _new_answer(slot: sa.Row, worker_id: int, label: str, time_spent_ms: int | None) -> NewAnswer:
+    if time_spent_ms is None:
+        time_spent_ms = int((utcnow() - slot.leased_at).total_seconds() * 1000)
+    return NewAnswer(
+        Slot(
+            slot.id, slot.item_id, slot.project_id, slot.batch_id, slot.workforce_id, slot.is_gold
+        ),
+        worker_id,
+        label,
+        slot.gold_label,
+        time_spent_ms,
+    )
 
 
 def submit_answer(
@@ -270,19 +388,70 @@ def submit_answer(
 ) -> AcceptedAnswer:
     """Store a worker's answer to their live lease."""
     slot = _leased_slot(session, worker_id, token)
-    checked = check_label(slot.labels, label)
-    if time_spent_ms is None:
-        time_spent_ms = int((utcnow() - slot.leased_at).total_seconds() * 1000)
-    return accept_answer(
-        session,
-        slot=Slot(
-            slot.id, slot.item_id, slot.project_id, slot.batch_id, slot.workforce_id, slot.is_gold
-        ),
-        worker_id=worker_id,
-        label=checked,
-        gold_label=slot.gold_label,
-        time_spent_ms=time_spent_ms,
-    )
+    intake = AnswerIntake(session)
+    intake.add(_new_answer(slot, worker_id, check_label(slot.labels, label), time_spent_ms))
+    return intake.finish()[0]
+
+
+@dataclass(frozen=True)
+class SuiteAnswer:
+    """One answer of a suite submission: the lease it answers, the label, optional time."""
+
+    lease_id: str
+    label: str
+    time_spent_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class SuiteOutcome:
+    """What became of one row: its answer, or why it was refused (`code`, `reason`)."""
+
+    row: int
+    lease_id: str
+    answer_id: int | None = None
+    label: str | None = None
+    code: str | None = None
+    reason: str | None = None
+
+
+def submit_answers(
+    session: Session, *, worker_id: int, answers: list[SuiteAnswer]
+) -> list[SuiteOutcome]:
+    """Store a worker's answers to several of their leases; refuse bad rows one by one.
+
+    Each row is judged like a single answer (409 reasons and 422 labels become a
+    row's `code` and `reason`), so a bad row never costs the good ones. Once a gold
+    answer in the request gets the worker blocked, their remaining rows are refused.
+    """
+    slots = _leased_slots(session, [answer.lease_id for answer in answers])
+    intake = AnswerIntake(session)
+    refused: dict[int, tuple[str, str]] = {}
+    seen: set[str] = set()
+    blocked = False
+    for row, answer in enumerate(answers):
+        slot = slots.get(answer.lease_id)
+        problem = _lease_problem(slot, worker_id)
+        if answer.lease_id in seen:
+            problem = "duplicate", "this lease appears earlier in the request"
+        elif blocked:
+            problem = "worker_blocked", "your gold answers in this request got you blocked"
+        elif problem is None and answer.label not in slot.labels:
+            problem = "invalid_label", f"label {answer.label!r} is not one of the project's labels"
+        seen.add(answer.lease_id)
+        if problem is not None:
+            refused[row] = problem
+            continue
+        blocked = intake.add(_new_answer(slot, worker_id, answer.label, answer.time_spent_ms))
+    stored = iter(intake.finish())
+    outcomes = []
+    for row, answer in enumerate(answers):
+        if row in refused:
+            code, reason = refused[row]
+            outcomes.append(SuiteOutcome(row, answer.lease_id, code=code, reason=reason))
+        else:
+            accepted = next(stored)
+            outcomes.append(SuiteOutcome(row, answer.lease_id, accepted.answer_id, accepted.label))
+    return outcomes
 
 
 def release_task(session: Session, *, worker_id: int, token: str) -> None:

@@ -7,11 +7,14 @@ Gold: vendor batches carry their gold slots up front (see `connectors.vendor`),
 and nothing here tells a gold task from another: tasks are known by an opaque
 `task_ref`, never by the item's id or external id, and no gold answer leaves.
 
-Answers: each submitted row is checked (task of this batch, label in the schema,
-worker not blocked, no second answer by the worker on the item, an open slot
-left) and stored through `accept_answer`, the path every workforce shares, so gold
-scoring, blocking, worker records and the ledger (at the workforce's rate card)
-work exactly as for the internal pool. A vendor worker is a Quorum `Worker` in
+Answers: the rows are checked with a few queries for the whole request (the
+batch's open slots, claimed with SKIP LOCKED in one statement; what the workers
+answered before; who is blocked), then in order in Python (task of this batch,
+label in the schema, worker not blocked, even by a gold answer earlier in the
+request, no second answer by the worker on the item, an open slot left), and
+stored through `AnswerIntake`, the path every workforce shares, so gold scoring,
+blocking, worker records and the ledger (at the workforce's rate card) work
+exactly as for the internal pool. A vendor worker is a Quorum `Worker` in
 the vendor's workforce, known by the vendor's own id (qualified by the workforce).
 """
 
@@ -34,10 +37,9 @@ from orchestrator.models import (
     Item,
     Project,
     Worker,
-    WorkerProject,
     Workforce,
 )
-from orchestrator.services.answers import Slot, accept_answer
+from orchestrator.services.answers import AnswerIntake, NewAnswer, Slot
 
 OPEN_BATCH = ("published", "in_progress")
 A = Assignment.__table__
@@ -323,14 +325,10 @@ def submit_answers(
         for ref, worker in workers.items()
         if worker.status != "active"
     }
-    for worker_id, reason in session.execute(
-        sa.select(WorkerProject.worker_id, WorkerProject.block_reason).where(
-            WorkerProject.project_id == project.id,
-            WorkerProject.worker_id.in_(worker_ids),
-            WorkerProject.status == "blocked",
-        )
-    ):
-        blocked.setdefault(worker_id, _blocked_reason(reason))
+    intake = AnswerIntake(session)
+    for worker_id, status in intake.lock_workers(project.id, worker_ids).items():
+        if status == "blocked":
+            blocked.setdefault(worker_id, BLOCKED_REASON)
     # Every slot a worker ever held on an item (answered, excluded, expired...) counts as seen.
     seen = set(
         session.execute(
@@ -358,6 +356,7 @@ def submit_answers(
         ).all()
     )
 
+    stored_rows: list[dict[str, Any]] = []
     for index, row, item_id in checked:
         worker = workers[row.worker_id]
         if worker.id in blocked:
@@ -382,30 +381,19 @@ def submit_answers(
             )
             continue
         slot = open_slots[item_id].popleft()
-        stored = accept_answer(
-            session,
-            slot=Slot(slot.id, item_id, project.id, batch.id, batch.workforce_id, slot.is_gold),
-            worker_id=worker.id,
-            label=row.label,
-            gold_label=gold_labels.get(item_id),
-            time_spent_ms=row.time_spent_ms,
+        got_blocked = intake.add(
+            NewAnswer(
+                Slot(slot.id, item_id, project.id, batch.id, batch.workforce_id, slot.is_gold),
+                worker.id,
+                row.label,
+                gold_labels.get(item_id),
+                row.time_spent_ms,
+            )
         )
         seen.add((item_id, worker.id))
-        result.accepted.append(
-            {
-                "row": index,
-                "task_ref": row.task_ref,
-                "worker_id": row.worker_id,
-                "answer_id": stored.answer_id,
-            }
-        )
-        if stored.blocked_worker:
-            reason = session.scalar(
-                sa.select(WorkerProject.block_reason).where(
-                    WorkerProject.worker_id == worker.id, WorkerProject.project_id == project.id
-                )
-            )
-            blocked[worker.id] = _blocked_reason(reason)
+        stored_rows.append({"row": index, "task_ref": row.task_ref, "worker_id": row.worker_id})
+        if got_blocked:
+            blocked[worker.id] = BLOCKED_REASON
 
     result.rejected.sort(key=lambda rejected: rejected["row"])
     if atomic and result.rejected:
@@ -414,14 +402,15 @@ def submit_answers(
             "nothing was stored (atomic=true)",
             details={"rows": result.rejected},
         )
+    for accepted, stored in zip(stored_rows, intake.finish(), strict=True):
+        result.accepted.append({**accepted, "answer_id": stored.answer_id})
     if result.accepted and batch.status == "published":
         batch.status = "in_progress"
     return result
 
 
-def _blocked_reason(reason: str | None) -> str:
-    # The stored reason names gold figures; the vendor gets what to do, not how we measure.
-    return (
-        "worker is blocked in this project: their measured accuracy fell below the "
-        "project's threshold; their answers are refused, send this work to another worker"
-    )
+# The stored reason names gold figures; the vendor gets what to do, not how we measure.
+BLOCKED_REASON = (
+    "worker is blocked in this project: their measured accuracy fell below the "
+    "project's threshold; their answers are refused, send this work to another worker"
+)

@@ -4,6 +4,8 @@ Events (Standard Webhooks payload: `type`, `timestamp`, `data`):
 
 - `batch.published`: a batch is open to the vendor; fetch its tasks from `tasks_url`;
 - `batch.cancelled`: the batch's open slots are closed; further answers are refused.
+- `batch.due_soon`: an open batch's `due_at` is near (`QUORUM_DUE_SOON_LEAD`, one
+  hour by default); sent once per batch (`orchestrator.services.deadlines`).
 
 `data` carries what the vendor API shows of a batch (never which tasks are gold).
 Each event goes through the outbox (`orchestrator.services.outbox`) in the caller's
@@ -19,7 +21,7 @@ from orchestrator.db import utcnow
 from orchestrator.models import Batch, OutboxMessage, Project
 from orchestrator.services import outbox
 
-EVENTS = ("batch.published", "batch.cancelled")
+EVENTS = ("batch.published", "batch.cancelled", "batch.due_soon")
 
 
 def wants_webhooks(config: Mapping[str, Any]) -> bool:

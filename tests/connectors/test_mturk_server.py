@@ -325,6 +325,33 @@ def test_blocks_and_qualifications(server: MTurkTestServer, mturk: Any) -> None:
     assert turk_error(excinfo) == "AWS.MechanicalTurk.QualificationTypeDoesNotExist"
 
 
+def test_list_qualification_types_queries_and_pages(server: MTurkTestServer, mturk: Any) -> None:
+    made = {
+        name: mturk.create_qualification_type(
+            Name=name, Description=description, QualificationTypeStatus="Active", **extra
+        )["QualificationType"]["QualificationTypeId"]
+        for name, description, extra in [
+            ("Quorum blocked workers", "Blocked by quality checks", {}),
+            ("cat skill", "Accuracy on cat gold", {"AutoGranted": True}),
+            ("dog skill", "Accuracy on dog gold", {"Keywords": "quorum"}),
+        ]
+    }
+    found = mturk.list_qualification_types(
+        Query="QUORUM", MustBeRequestable=False, MustBeOwnedByCaller=True, MaxResults=1
+    )
+    assert [q["Name"] for q in found["QualificationTypes"]] == ["Quorum blocked workers"]
+    rest = mturk.list_qualification_types(
+        Query="QUORUM", MustBeRequestable=False, NextToken=found["NextToken"], MaxResults=1
+    )
+    assert [q["QualificationTypeId"] for q in rest["QualificationTypes"]] == [made["dog skill"]]
+    assert "NextToken" not in rest
+    requestable = mturk.list_qualification_types(MustBeRequestable=True)
+    assert [q["Name"] for q in requestable["QualificationTypes"]] == ["cat skill"]
+    # boto3 checks the required flag itself; the server refuses a raw request without it.
+    status, body, _ = server.handle("ListQualificationTypes", {"Query": "x"})
+    assert (status, body["TurkErrorCode"]) == (400, "AWS.MissingParameters")
+
+
 def test_auto_approval_expiry_and_delete_rules(server: MTurkTestServer, mturk: Any) -> None:
     hit = create_hit(mturk, max_assignments=2, AutoApprovalDelayInSeconds=60)
     assignment_id = server.submit_assignment(hit["HITId"], "W1", {"a": "1"})

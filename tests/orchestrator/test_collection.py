@@ -52,7 +52,9 @@ class FakePushConnector(Connector):
     def block_worker(self, worker_ref: str, *, reason: str) -> None:
         """Nothing to block."""
 
-    def pay_bonus(self, worker_ref: str, amount: Decimal, *, reason: str, token: str) -> None:
+    def pay_bonus(
+        self, worker_ref: str, amount: Decimal, *, reason: str, token: str, answer_refs=()
+    ) -> None:
         """Nothing to pay."""
 
 

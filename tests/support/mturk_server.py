@@ -92,6 +92,7 @@ OPERATIONS = {
     "DeleteWorkerBlock": "_op_delete_worker_block",
     "ListWorkerBlocks": "_op_list_worker_blocks",
     "CreateQualificationType": "_op_create_qualification_type",
+    "ListQualificationTypes": "_op_list_qualification_types",
     "AssociateQualificationWithWorker": "_op_associate_qualification_with_worker",
     "DisassociateQualificationFromWorker": "_op_disassociate_qualification_from_worker",
     "ListWorkersWithQualificationType": "_op_list_workers_with_qualification_type",
@@ -952,6 +953,29 @@ class MTurkTestServer:
         )
         self._qualification_types[qualification_type["QualificationTypeId"]] = qualification_type
         return {"QualificationType": qualification_type}
+
+    def _op_list_qualification_types(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        """The requester's own qualification types (the server knows no one else's).
+
+        ``Query`` matches name, description and keywords, case-insensitively;
+        ``MustBeRequestable`` (required, as on MTurk) keeps the requestable ones only.
+        """
+        requestable = params.get("MustBeRequestable")
+        if not isinstance(requestable, bool):
+            raise _missing("MustBeRequestable")
+        query = str(params.get("Query") or "").lower()
+        matching = [
+            dict(qualification_type)
+            for qualification_type in self._qualification_types.values()
+            if (not requestable or qualification_type["IsRequestable"])
+            and query
+            in " ".join(
+                str(qualification_type.get(key) or "")
+                for key in ("Name", "Description", "Keywords")
+            ).lower()
+        ]
+        page, token = _page(matching, params)
+        return _compact({"NumResults": len(page), "QualificationTypes": page, "NextToken": token})
 
     def _op_associate_qualification_with_worker(
         self, params: dict[str, Any], now: float

@@ -561,7 +561,7 @@ def test_vendor_minimum_is_booked_as_an_adjustment(client, ops, session, finance
 def paid(monkeypatch):
     calls = []
 
-    def pay_bonus(self, worker_ref, amount, *, reason, token):
+    def pay_bonus(self, worker_ref, amount, *, reason, token, answer_refs=()):
         calls.append((worker_ref, amount, reason, token))
 
     monkeypatch.setattr(InternalPoolConnector, "pay_bonus", pay_bonus)
@@ -660,7 +660,7 @@ def test_bonus_over_budget_is_refused_and_unreachable_workforce_retried(
 
     calls = []
 
-    def down(self, worker_ref, amount, *, reason, token):
+    def down(self, worker_ref, amount, *, reason, token, answer_refs=()):
         calls.append(token)
         raise WorkforceUnavailableError("payroll is down")
 

@@ -42,6 +42,8 @@ ROUTE_ROLES = {
     ("POST", "/api/v1/billing/invoices/<id:invoice_id>/issue"): {"admin", "finance"},
     ("GET", "/metrics"): {"admin", "ops"},
     ("GET", "/api/v1/tasks/next"): {"worker"},
+    ("GET", "/api/v1/tasks/suite"): {"worker"},
+    ("POST", "/api/v1/tasks/answers"): {"worker"},
     ("POST", "/api/v1/tasks/<string:lease_id>/answer"): {"worker"},
     ("POST", "/api/v1/tasks/<string:lease_id>/release"): {"worker"},
     ("GET", "/api/v1/vendor/batches"): {"vendor"},
@@ -53,6 +55,15 @@ ROUTE_ROLES = {
         "POST",
         "/api/v1/workforces/<id:workforce_id>/deliveries/<id:delivery_id>/replay",
     ): {"admin", "ops"},
+    ("GET", "/api/v1/keys"): {"admin", "ops"},
+    ("POST", "/api/v1/keys/<id:key_id>/rotate"): {"admin", "ops"},
+    ("POST", "/api/v1/keys/<id:key_id>/revoke"): {"admin", "ops"},
+    ("GET", "/api/v1/vendor/keys"): {"vendor"},
+    ("POST", "/api/v1/vendor/keys/rotate"): {"vendor"},
+    ("POST", "/api/v1/vendor/keys/<id:key_id>/rotate"): {"vendor"},
+    ("GET", "/api/v1/vendors/quality"): {"admin", "ops"},
+    ("GET", "/api/v1/vendors/<id:vendor_id>/quality"): {"admin", "ops"},
+    ("GET", "/api/v1/vendor/quality"): {"vendor"},
 }
 
 
@@ -80,6 +91,8 @@ def concrete(rule: str) -> str:
         "<id:batch_id>",
         "<id:invoice_id>",
         "<id:delivery_id>",
+        "<id:key_id>",
+        "<id:vendor_id>",
     ):
         rule = rule.replace(placeholder, "999999")
     return rule.replace("<string:lease_id>", "no-such-lease")
