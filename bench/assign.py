@@ -8,7 +8,9 @@ answer it. With `--suite 1` a client takes one task at a time (`GET /tasks/next`
 as labeling UIs that show several items per page do. One line per suite size: clients
 work flat out (a closed loop, so latency grows with queueing: 32 clients at R cycles per
 second wait about 32/R seconds per cycle); `--rate R` adds a line per suite size at an
-offered load of R hand-outs per second, each client starting a cycle on a fixed schedule.
+offered load of R hand-outs per second (default 500), each client starting a cycle on a
+fixed schedule. The server runs 3 gunicorn processes of 2 threads: on 2 cores, fewer
+threads per process means less waiting on each process's interpreter lock.
 Reports hand-outs (tasks leased) per second, hand-out request latency percentiles,
 and duplicates (slots handed out twice plus items answered twice by one worker),
 with the database's own executemany insert rate for the same number of rows as
@@ -248,8 +250,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--server-workers", type=int, default=4)
-    parser.add_argument("--server-threads", type=int, default=4)
+    parser.add_argument("--server-workers", type=int, default=3)
+    parser.add_argument("--server-threads", type=int, default=2)
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--seconds", type=float)
     parser.add_argument(
@@ -259,13 +261,13 @@ def main() -> None:
         "--rate",
         type=float,
         action="append",
-        help="also run at this offered load, hand-outs per second in all (repeatable)",
+        help="also run at this offered load, hand-outs per second in all (repeatable; default 500)",
     )
     args = parser.parse_args()
     items = 3_000 if args.quick else 20_000
     seconds = args.seconds or (5 if args.quick else 20)
     for suite in args.suite or [1, 10]:
-        for offered_rate in [None, *(args.rate or [])]:
+        for offered_rate in [None, *(args.rate or [500.0])]:
             result = run(
                 args.clients,
                 args.server_workers,

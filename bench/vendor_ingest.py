@@ -11,7 +11,7 @@ into a scratch copy of the answer table (same unique constraints) with raw psyco
 `executemany` and ON CONFLICT DO NOTHING, in the same run. One JSON object per line.
 
     .venv/bin/python bench/vendor_ingest.py [--quick] [--items N] [--clients 3]
-        [--rows-per-request 2000] [--server-workers 2] [--server-threads 2]
+        [--rows-per-request 2000] [--server-workers 3] [--server-threads 1]
 """
 
 import argparse
@@ -233,8 +233,8 @@ def main() -> None:
     parser.add_argument("--items", type=int)
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--rows-per-request", type=int, default=2000)
-    parser.add_argument("--server-workers", type=int, default=2)
-    parser.add_argument("--server-threads", type=int, default=2)
+    parser.add_argument("--server-workers", type=int, default=3)
+    parser.add_argument("--server-threads", type=int, default=1)
     args = parser.parse_args()
     items = args.items or (6_000 if args.quick else 30_000)
     result = run(
