@@ -38,9 +38,8 @@ from orchestrator.services.rate_cards import (
     CARD_COLUMNS,
     CARD_TABLE,
     Pricing,
-    card_from_row,
     latest_card_id,
-    pricing,
+    pricing_from_row,
 )
 
 if TYPE_CHECKING:
@@ -211,15 +210,7 @@ def record_accepted_answers(
     for row in rows.values():
         key = _price_key(row)
         if key not in prices:
-            prices[key] = pricing(
-                kind=row.kind,
-                vendor_id=row.vendor_id,
-                card=card_from_row(row),
-                reward_micros=row.reward_micros,
-                currency=row.currency,
-                overlap=row.overlap,
-                at=accepted_at,
-            )
+            prices[key] = pricing_from_row(row, accepted_at)
     priced = [
         (answer, rows[answer.slot.id], prices[_price_key(rows[answer.slot.id])])
         for answer in answers

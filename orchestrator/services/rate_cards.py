@@ -218,6 +218,12 @@ def pricing_for(
         .outerjoin(CARD_TABLE, CARD_TABLE.c.id == latest_card_id(Workforce.id, moment))
         .where(Project.id == project_id)
     ).one()
+    return pricing_from_row(row, moment)
+
+
+def pricing_from_row(row: Any, at: datetime) -> Pricing:
+    """Price from a row of the project's reward, currency and overlap, the workforce's kind
+    and vendor, and the card in force (`CARD_COLUMNS`, all null without one)."""
     return pricing(
         kind=row.kind,
         vendor_id=row.vendor_id,
@@ -225,7 +231,7 @@ def pricing_for(
         reward_micros=row.reward_micros,
         currency=row.currency,
         overlap=row.overlap,
-        at=moment,
+        at=at,
     )
 
 
