@@ -18,6 +18,7 @@ from orchestrator.db import utcnow
 from orchestrator.models import AggregationRun, Answer, Assignment, Item, Project, WorkerProject
 from orchestrator.services import budgets
 from orchestrator.services.projects import get_project
+from orchestrator.services.rate_cards import Pricing, pricing_for
 from quality.aggregation import aggregate
 from quality.errors import NotEnoughAnswersError
 from quality.overlap import additional_answers
@@ -219,13 +220,20 @@ def top_up(session: Session, project_id: int) -> int:
     for item_id, batch_id, workforce_id in last_slots:
         home.setdefault(item_id, (batch_id, workforce_id))
     opened = 0
+    prices: dict[int, Pricing] = {}
     for item_id in wanted:
         if item_id not in home:
             continue
         batch_id, workforce_id = home[item_id]
-        # Within budget: each slot is stored before the next is priced, so the budget
+        if workforce_id not in prices:
+            prices[workforce_id] = pricing_for(
+                session, project_id=project.id, workforce_id=workforce_id
+            )
+        # Within budget: each slot is stored before the next is reserved, so the budget
         # sees it; the first slot that does not fit stops the top-up.
-        reserved = budgets.reserve_slot(session, project.id, workforce_id, gold=False)
+        reserved = budgets.reserve_slot(
+            session, project.id, workforce_id, gold=False, pricing=prices[workforce_id]
+        )
         if reserved is None:
             break
         session.execute(

@@ -352,16 +352,24 @@ def plan_dispatch(
     )
 
 
-def reserve_slot(session: Session, project_id: int, workforce_id: int, *, gold: bool) -> int | None:
+def reserve_slot(
+    session: Session,
+    project_id: int,
+    workforce_id: int,
+    *,
+    gold: bool,
+    pricing: Pricing | None = None,
+) -> int | None:
     """Return what to reserve for one slot made after dispatch, or None if it does not fit.
 
     Slots are made after dispatch in two places: the internal pool makes a worker's
     gold slot when it is their turn for gold (if the budget cannot take it, the
     worker gets an ordinary, already reserved task instead), and dynamic overlap
     adds a slot for an unsure item (if the budget cannot take it, the item stops).
+    A caller making several slots passes the `pricing` it loaded once.
     """
     slot_cost, gold_cost = slot_costs(
-        pricing_for(session, project_id=project_id, workforce_id=workforce_id)
+        pricing or pricing_for(session, project_id=project_id, workforce_id=workforce_id)
     )
     cost = gold_cost if gold else slot_cost
     if not _has_budget(session, project_id, workforce_id):

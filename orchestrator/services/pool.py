@@ -45,6 +45,7 @@ from orchestrator.services.answers import (
     reopen_slots,
     upsert_worker_record,
 )
+from orchestrator.services.rate_cards import Pricing, pricing_for
 
 A = Assignment.__table__
 SEEN = A.alias("seen")
@@ -146,8 +147,16 @@ def next_tasks(
     seconds = first.lease_seconds or worker.config.get("lease_seconds") or default_lease_seconds
     record = upsert_worker_record(session, worker_id, first.project_id, tasks_seen=len(slots))
     gold_leases: list[Lease] = []
-    for _ in range(min(_gold_turns(first.gold_rate, record), len(slots))):
-        gold = _lease_gold(session, worker_id, worker.workforce_id, first, seconds, gold_item_ids)
+    gold_turns = min(_gold_turns(first.gold_rate, record), len(slots))
+    price = (
+        pricing_for(session, project_id=first.project_id, workforce_id=worker.workforce_id)
+        if gold_turns
+        else None
+    )
+    for _ in range(gold_turns):
+        gold = _lease_gold(
+            session, worker_id, worker.workforce_id, first, seconds, gold_item_ids, price
+        )
         if gold is None:
             break
         gold_item, data, token, expires_at = gold
@@ -277,6 +286,7 @@ def _lease_gold(
     slot: sa.Row,
     seconds: int,
     allowed: list[int] | None,
+    price: Pricing | None,
 ) -> tuple[int, Any, str, datetime] | None:
     """Lease a gold item the worker has not seen: its id, data, lease token and expiry."""
     unseen = ~sa.exists().where(A.c.item_id == Item.id, A.c.worker_id == worker_id)
@@ -298,7 +308,9 @@ def _lease_gold(
         return None
     item_id, data = chosen
     # Billing: a gold answer costs like any other; reserve it, or serve an ordinary task.
-    reserved = budgets.reserve_slot(session, slot.project_id, workforce_id, gold=True)
+    reserved = budgets.reserve_slot(
+        session, slot.project_id, workforce_id, gold=True, pricing=price
+    )
     if reserved is None:
         return None
     values = _lease_values(worker_id, seconds)
