@@ -1,16 +1,19 @@
 """The internal pool's hand-out: leases, answers on leases, expiry.
 
-Workers pull: `next_task` leases one slot to the calling worker. On PostgreSQL the
-slot is chosen with `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on
-each other and never receive the same slot; on SQLite every transaction takes the
-write lock first (see `orchestrator.db`), which is correct for one process.
+Workers pull: `next_task` leases one slot to the calling worker, `next_tasks` a
+suite of slots of distinct items in one go, and `submit_answer` / `submit_answers`
+store answers on them. On PostgreSQL slots are chosen with `FOR UPDATE SKIP
+LOCKED`, so concurrent workers never wait on each other and never receive the same
+slot; on SQLite every transaction takes the write lock first (see
+`orchestrator.db`), which is correct for one process.
 
 Gold: about `gold_rate` of what each worker sees is gold. Gold slots are created
 on demand for the worker whose turn it is: the worker's next task is gold when
 `gold_seen < round(gold_rate * (tasks_seen + 1))`, taken first from the batch's
 gold set, then from the project's, never one the worker has seen.
 
-Both routes are hot paths, so they run Core statements, a handful per call.
+These are hot paths, so they run Core statements, a handful per request whatever
+the suite's size.
 """
 
 import json
