@@ -17,8 +17,10 @@ crowd-kit ``DawidSkene(n_iter=50, tol=0)``. Each side runs in a fresh Python pro
 first loads the data and imports everything, then measures the fit alone: wall-clock
 seconds, and peak resident memory above the process's resident size just before the fit
 (Linux: the peak counter is reset through /proc/self/clear_refs; elsewhere the ru_maxrss
-growth, which can only under-count). ``seconds_aggregate`` adds what the service pays on
-top: ``aggregate()`` turning the arrays into plain per-task dicts.
+growth, which can only under-count). Each side runs ``--repeats`` times (default 3), each
+in a fresh process; the line keeps each side's median time and highest peak.
+``seconds_aggregate`` adds what the service pays on top: ``aggregate()`` turning the arrays
+into plain per-task dicts.
 
     .venv/bin/python bench/aggregate.py [--quick] [--synthetic-only]
 """
@@ -160,13 +162,18 @@ def _worker(side: str, path: str) -> None:
                       "accuracy": accuracy, "memory_method": method}))  # fmt: skip
 
 
-def _run_side(side: str, path: str) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--worker", side, path]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+def _run_side(side: str, path: str, repeats: int) -> dict[str, Any]:
+    """Run a side `repeats` times, each in a fresh process: the median run, the highest peak."""
+    runs = []
+    for _ in range(repeats):
+        command = [sys.executable, __file__, "--worker", side, path]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        runs.append(dict(json.loads(done.stdout.strip().splitlines()[-1])))
+    median = sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2]
+    return {**median, "peak_mb": max(run["peak_mb"] for run in runs)}
 
 
-def bench_synthetic(n_answers: int) -> None:
+def bench_synthetic(n_answers: int, repeats: int) -> None:
     """Print one line per id kind (and string ids shuffled): ours vs crowd-kit, 50 iterations."""
     for string_ids, shuffled in ((True, False), (True, True), (False, False)):
         answers, truth = synthetic_crowd(n_answers, string_ids=string_ids)
@@ -176,9 +183,9 @@ def bench_synthetic(n_answers: int) -> None:
             path = os.path.join(folder, "answers.pickle")
             answers.to_pickle(path)
             np.save(path + ".truth.npy", truth)
-            ours = _run_side("ours", path)
-            baseline = _run_side("crowdkit", path)
-            with_dicts = _run_side("ours_aggregate", path)
+            ours = _run_side("ours", path, repeats)
+            baseline = _run_side("crowdkit", path, repeats)
+            with_dicts = _run_side("ours_aggregate", path, repeats)
         kind = ("string_ids" if string_ids else "int_ids") + ("_shuffled" if shuffled else "")
         size = f"{n_answers // 1_000_000}m" if n_answers >= 1_000_000 else f"{n_answers // 1000}k"
         line = {
@@ -199,6 +206,7 @@ def bench_synthetic(n_answers: int) -> None:
             "seconds_aggregate": round(with_dicts["seconds"], 3),
             "peak_mb_aggregate": round(with_dicts["peak_mb"], 1),
             "memory_method": ours["memory_method"],
+            "repeats": repeats,
         }
         print(json.dumps(line), flush=True)
 
@@ -273,6 +281,11 @@ def main() -> None:
     parser.add_argument(
         "--synthetic-only", action="store_true", help="skip the data sets (speed lines only)"
     )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        help="fresh-process runs per side of each speed line, median kept (default 3; quick 1)",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("SIDE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -283,7 +296,8 @@ def main() -> None:
     names = [n for n in QUICK_DATASETS if n in dataset_names()] if args.quick else dataset_names()
     for name in [] if args.synthetic_only else names:
         bench_dataset(name)
-    bench_synthetic(100_000 if args.quick else 1_000_000)
+    repeats = args.repeats or (1 if args.quick else 3)
+    bench_synthetic(100_000 if args.quick else 1_000_000, repeats)
 
 
 if __name__ == "__main__":
