@@ -214,19 +214,11 @@ def run_job(
                 log.info("job skipped: run elsewhere", extra={"job": job.name, "tick": tick})
                 return None
             changed = job.run(session)
-            seconds = round(time.perf_counter() - started, 3)
-            session.execute(
-                sa.update(JobRun)
-                .where(JobRun.job == job.name, JobRun.tick == tick)
-                .values(seconds=seconds, changed=changed)
-            )
+            seconds = _record_run(session, job.name, tick, started, changed)
     except Exception as exc:
         _record_failure(sessions, job.name, tick, exc)
         raise
-    log.info(
-        "job ran", extra={"job": job.name, "tick": tick, "seconds": seconds, "changed": changed}
-    )
-    return {"job": job.name, "tick": tick, "seconds": seconds, **changed}
+    return _ran(job.name, tick, seconds, changed)
 
 
 def _run_in_own_transactions(
@@ -242,20 +234,30 @@ def _run_in_own_transactions(
                 log.info("job skipped: run elsewhere", extra={"job": job.name, "tick": tick})
                 return None
         changed = job.run(sessions)
-        seconds = round(time.perf_counter() - started, 3)
         with sessions.begin() as session:
-            session.execute(
-                sa.update(JobRun)
-                .where(JobRun.job == job.name, JobRun.tick == tick)
-                .values(seconds=seconds, changed=changed)
-            )
+            seconds = _record_run(session, job.name, tick, started, changed)
     except Exception as exc:
         _record_failure(sessions, job.name, tick, exc)
         raise
-    log.info(
-        "job ran", extra={"job": job.name, "tick": tick, "seconds": seconds, "changed": changed}
+    return _ran(job.name, tick, seconds, changed)
+
+
+def _record_run(
+    session: Session, name: str, tick: int, started: float, changed: dict[str, Any]
+) -> float:
+    """Write a finished run's duration and changes on its `job_run` row; return the seconds."""
+    seconds = round(time.perf_counter() - started, 3)
+    session.execute(
+        sa.update(JobRun)
+        .where(JobRun.job == name, JobRun.tick == tick)
+        .values(seconds=seconds, changed=changed)
     )
-    return {"job": job.name, "tick": tick, "seconds": seconds, **changed}
+    return seconds
+
+
+def _ran(name: str, tick: int, seconds: float, changed: dict[str, Any]) -> dict[str, Any]:
+    log.info("job ran", extra={"job": name, "tick": tick, "seconds": seconds, "changed": changed})
+    return {"job": name, "tick": tick, "seconds": seconds, **changed}
 
 
 def _record_failure(sessions: sessionmaker[Session], name: str, tick: int, exc: Exception) -> None:

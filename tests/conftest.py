@@ -40,18 +40,26 @@ def _create_pg_database() -> tuple[str, Callable[[], None]]:
     return create_pg_database()
 
 
-@contextmanager
-def fresh_postgres() -> Iterator[str]:
-    """A new, migrated PostgreSQL database of its own, for a live-server test.
+def _reachable(
+    create: Callable[[], tuple[str, Callable[[], None]]], skipped: str
+) -> tuple[str, Callable[[], None]]:
+    """Create a PostgreSQL database with `create`.
 
-    Unreachable PostgreSQL fails the test when `CI=true` and skips it otherwise.
+    Unreachable PostgreSQL fails when `CI=true` (CI must run the PostgreSQL tests) and
+    skips otherwise, so a developer without a local PostgreSQL still runs the rest.
     """
     try:
-        url, drop = create_pg_database()
+        return create()
     except sa.exc.OperationalError as exc:
         if IS_CI:
             pytest.fail(f"CI=true but PostgreSQL is unreachable: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
+        pytest.skip(f"{skipped}: {exc}")
+
+
+@contextmanager
+def fresh_postgres() -> Iterator[str]:
+    """A new, migrated PostgreSQL database of its own, for a live-server test."""
+    url, drop = _reachable(create_pg_database, "PostgreSQL unreachable")
     try:
         migrate.upgrade(url)
         yield url
@@ -62,12 +70,7 @@ def fresh_postgres() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test run."""
-    try:
-        url, drop = _create_pg_database()
-    except sa.exc.OperationalError as exc:
-        if IS_CI:
-            pytest.fail(f"CI=true but PostgreSQL is unreachable: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL unreachable, PostgreSQL tests not run: {exc}")
+    url, drop = _reachable(_create_pg_database, "PostgreSQL unreachable, PostgreSQL tests not run")
     yield url
     drop()
 

@@ -237,8 +237,9 @@ def _find_open_slots(
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=A)
     chosen: dict[int, sa.Row] = {}
+    suite_project = None
     for slot in session.execute(query):
-        suite_project = next(iter(chosen.values())).project_id if chosen else slot.project_id
+        suite_project = suite_project or slot.project_id
         if slot.project_id == suite_project and slot.item_id not in chosen:
             chosen[slot.item_id] = slot
             if len(chosen) == count:
@@ -246,12 +247,12 @@ def _find_open_slots(
     return list(chosen.values())
 
 
-def _lease_values(worker_id: int, seconds: int) -> dict[str, Any]:
+def _lease_values(worker_id: int, seconds: int, lease_token: Any) -> dict[str, Any]:
     now = utcnow()
     return {
         "status": "leased",
         "worker_id": worker_id,
-        "lease_token": secrets.token_urlsafe(24),
+        "lease_token": lease_token,
         "leased_at": now,
         "lease_expires_at": now + timedelta(seconds=seconds),
     }
@@ -263,9 +264,8 @@ def _lease(
     """Lease open slots to a worker in one statement; return each one's token and expiry."""
     if not slot_ids:
         return []
-    values = _lease_values(worker_id, seconds)
     tokens = {slot_id: secrets.token_urlsafe(24) for slot_id in slot_ids}
-    values["lease_token"] = sa.case(tokens, value=A.c.id)
+    values = _lease_values(worker_id, seconds, sa.case(tokens, value=A.c.id))
     # Conditional on still being open: a second line of defence behind the row lock.
     leased = session.execute(
         sa.update(A).where(A.c.id.in_(slot_ids), A.c.status == "open").values(**values)
@@ -316,7 +316,7 @@ def _lease_gold(
     )
     if reserved is None:
         return None
-    values = _lease_values(worker_id, seconds)
+    values = _lease_values(worker_id, seconds, secrets.token_urlsafe(24))
     session.execute(
         sa.insert(A).values(
             batch_id=slot.batch_id,
