@@ -7,7 +7,12 @@ the API (`is_pull`). The hand-off of *work* is chosen per workforce:
 - `handoff: pull` (default): the vendor polls `GET /api/v1/vendor/batches`;
 - `handoff: webhook`: Quorum also announces published and cancelled batches to
   `webhook_url`, signed with the secret in the environment variable named by
-  `webhook_secret_env` (never the secret itself; the workforce config is stored).
+  `webhook_secret_env` (never the secret itself; the workforce config is stored);
+- `handoff: s3`: Quorum also writes each published batch to the vendor's bucket
+  (`s3_bucket`, under `s3_prefix`) and reads the vendor's results files back from
+  it (`connectors.vendor_s3`, driven by `orchestrator.services.vendor_s3`);
+  `s3_endpoint_url` and `s3_region` reach S3-compatible stores. Credentials come
+  only from boto3's chain, never from the config.
 
 Gold slots come in the batch up front (`gold_on_demand` is False), so every task a
 vendor sees is an ordinary one. The connector never learns which are gold either.
@@ -20,10 +25,11 @@ keyed hash of the item id, stable for the batch and meaningless outside it.
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from connectors.base import (
@@ -35,8 +41,23 @@ from connectors.base import (
     WorkerInfo,
 )
 
-HANDOFFS = ("pull", "webhook")
-SETTINGS = {"handoff", "webhook_url", "webhook_secret_env"}
+if TYPE_CHECKING:
+    from connectors.vendor_s3 import VendorBucket
+
+HANDOFFS = ("pull", "webhook", "s3")
+SETTINGS = {
+    "handoff",
+    "webhook_url",
+    "webhook_secret_env",
+    "s3_bucket",
+    "s3_prefix",
+    "s3_endpoint_url",
+    "s3_region",
+}
+SECRET_LOOKING = re.compile(r"secret|password|token|access_?key|credential|session", re.I)
+# S3's bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens.
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
 TASK_REF_BYTES = 10
 
 
@@ -50,6 +71,41 @@ def _invalid(key: str, problem: str) -> ConnectorConfigError:
     return ConnectorConfigError(f"{key} {problem}", details={f"config.{key}": [problem]})
 
 
+def _check_url(config: Mapping[str, Any], key: str) -> None:
+    url = config.get(key)
+    if url is None:
+        return
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _invalid(key, "must be an http or https URL")
+    if len(url) > 2000:
+        raise _invalid(key, "must be at most 2000 characters")
+    if parts.username is not None or parts.password is not None:
+        raise _invalid(key, "must not carry credentials")
+
+
+def _check_s3(config: Mapping[str, Any]) -> None:
+    bucket = config.get("s3_bucket")
+    if bucket is None and config.get("handoff") == "s3":
+        raise _invalid("s3_bucket", "is required when handoff is s3")
+    if bucket is not None and not (
+        isinstance(bucket, str) and BUCKET_NAME.fullmatch(bucket) and ".." not in bucket
+    ):
+        raise _invalid("s3_bucket", "must be an S3 bucket name (3-63 of a-z 0-9 . -)")
+    prefix = config.get("s3_prefix")
+    if prefix is not None and not (
+        isinstance(prefix, str)
+        and len(prefix) <= 512
+        and not prefix.startswith("/")
+        and prefix.isprintable()
+    ):
+        raise _invalid("s3_prefix", "must be a folder path of at most 512 characters, no leading /")
+    _check_url(config, "s3_endpoint_url")
+    region = config.get("s3_region")
+    if region is not None and not (isinstance(region, str) and REGION_NAME.fullmatch(region)):
+        raise _invalid("s3_region", "must be an AWS region name such as us-east-1")
+
+
 class VendorConnector(Connector):
     """A vendor that pulls batches and pushes answers through the vendor API."""
 
@@ -59,12 +115,23 @@ class VendorConnector(Connector):
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> Mapping[str, Any]:
-        """Accept `handoff` (pull or webhook), `webhook_url` and `webhook_secret_env`.
+        """Accept `handoff` (pull, webhook or s3) and the settings of each hand-off.
 
         `webhook` hand-off needs an http(s) `webhook_url`; `webhook_secret_env` names
-        the environment variable holding the signing secret.
+        the environment variable holding the signing secret. `s3` hand-off needs
+        `s3_bucket`; `s3_prefix`, `s3_endpoint_url` and `s3_region` are optional. A
+        key that looks like a credential is refused: boto3's chain supplies those.
         """
         unknown = set(config) - SETTINGS
+        for key in sorted(unknown):
+            if SECRET_LOOKING.search(key):
+                raise _invalid(
+                    key,
+                    "looks like a credential: S3 credentials come from boto3's chain "
+                    "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws, instance role) and "
+                    "webhook secrets from the variable named by webhook_secret_env, "
+                    "never from the workforce config",
+                )
         if unknown:
             raise ConnectorConfigError(
                 f"unknown vendor setting {sorted(unknown)[0]!r}",
@@ -73,26 +140,34 @@ class VendorConnector(Connector):
         handoff = config.get("handoff", "pull")
         if handoff not in HANDOFFS:
             raise _invalid("handoff", f"must be one of: {', '.join(HANDOFFS)}")
-        url = config.get("webhook_url")
-        if url is not None:
-            parts = urlsplit(url) if isinstance(url, str) else None
-            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-                raise _invalid("webhook_url", "must be an http or https URL")
-            if len(url) > 2000:
-                raise _invalid("webhook_url", "must be at most 2000 characters")
-        if handoff == "webhook" and url is None:
+        _check_url(config, "webhook_url")
+        if handoff == "webhook" and config.get("webhook_url") is None:
             raise _invalid("webhook_url", "is required when handoff is webhook")
         secret_env = config.get("webhook_secret_env")
         if secret_env is not None and not (
             isinstance(secret_env, str) and secret_env.isidentifier() and len(secret_env) <= 120
         ):
             raise _invalid("webhook_secret_env", "must name an environment variable")
+        _check_s3(config)
         return config
 
     @property
     def handoff(self) -> str:
-        """How the vendor learns of new work: `pull` or `webhook`."""
+        """How the vendor learns of new work: `pull`, `webhook` or `s3`."""
         return str(self.config.get("handoff", "pull"))
+
+    def bucket(self) -> "VendorBucket | None":
+        """The vendor's bucket when the hand-off is `s3`, else None."""
+        if self.handoff != "s3":
+            return None
+        from connectors.vendor_s3 import VendorBucket  # boto3 loads only when S3 is used
+
+        return VendorBucket(
+            bucket=str(self.config["s3_bucket"]),
+            prefix=str(self.config.get("s3_prefix") or ""),
+            endpoint_url=self.config.get("s3_endpoint_url"),
+            region=self.config.get("s3_region"),
+        )
 
     def publish(self, batch: BatchSpec) -> SubmissionRef:
         """Open the batch to the vendor: draw the salt of its task references."""

@@ -35,6 +35,7 @@ from orchestrator.services import (
     mturk_review,
     outbox,
     pool,
+    vendor_s3,
 )
 from orchestrator.settings import Settings
 
@@ -179,6 +180,18 @@ def default_jobs(settings: Settings) -> list[Job]:
             "publish_batches",
             collection.publish_pending,
             settings.outbox_interval,
+            own_transactions=True,
+        ),
+        Job(
+            "export_s3_batches",
+            vendor_s3.export_batches,
+            settings.outbox_interval,
+            own_transactions=True,
+        ),
+        Job(
+            "ingest_s3_results",
+            vendor_s3.ingest_results,
+            settings.poll_interval,
             own_transactions=True,
         ),
         Job(

@@ -18,6 +18,7 @@ from orchestrator.models.ledger import (
 from orchestrator.models.mturk import MTurkBlock, MTurkReview
 from orchestrator.models.outbox import DeliveryAttempt, OutboxMessage
 from orchestrator.models.projects import Item, Project
+from orchestrator.models.vendor_s3 import VendorS3Object
 from orchestrator.models.workforces import Vendor, Worker, WorkerProject, Workforce
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "Project",
     "RateCard",
     "Vendor",
+    "VendorS3Object",
     "Worker",
     "WorkerProject",
     "Workforce",

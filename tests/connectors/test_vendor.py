@@ -29,11 +29,11 @@ def test_valid_configs(config):
 @pytest.mark.parametrize(
     ("config", "field"),
     [
-        ({"handoff": "s3"}, "config.handoff"),
+        ({"handoff": "ftp"}, "config.handoff"),
         ({"handoff": "webhook"}, "config.webhook_url"),
         ({"webhook_url": "ftp://x"}, "config.webhook_url"),
         ({"webhook_secret_env": "not a name"}, "config.webhook_secret_env"),
-        ({"webhook_secret": "hunter2"}, "config"),
+        ({"webhook_secret": "hunter2"}, "config.webhook_secret"),
     ],
 )
 def test_invalid_configs_name_the_key(config, field):
