@@ -84,6 +84,25 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+BULK_WRITE_ROWS = 1000
+"""Rows a bulk write must add before it refreshes the tables' planner statistics."""
+
+
+def refresh_statistics(session: Session, rows_written: int, *tables: type[Base]) -> None:
+    """After a bulk write on PostgreSQL, re-read the planner statistics of `tables`.
+
+    PostgreSQL plans from sampled statistics that autovacuum refreshes only about a
+    minute after a change. Until then a freshly dispatched or imported table looks
+    empty to the planner, and the hand-out's queries pick plans that scan every slot.
+    ANALYZE samples a bounded number of rows, sees this transaction's own rows, and
+    blocks neither reads nor writes. Nothing happens below `BULK_WRITE_ROWS` rows.
+    """
+    if rows_written < BULK_WRITE_ROWS or session.get_bind().dialect.name != "postgresql":
+        return
+    names = ", ".join(table.__table__.name for table in tables)  # type: ignore[attr-defined]
+    session.execute(sa.text(f"ANALYZE {names}"))
+
+
 def has_nul(value: Any) -> bool:
     """Whether a JSON-like value holds a NUL character, which PostgreSQL cannot store."""
     if isinstance(value, str):
@@ -93,4 +112,3 @@ def has_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(has_nul(v) for v in value)
     return False
-

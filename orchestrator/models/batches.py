@@ -58,10 +58,11 @@ class Assignment(Base):
 
     __tablename__ = "assignment"
     __table_args__ = (
-        # The hand-out queue: open slots of a workforce in id order.
+        # The hand-out queue: open slots of a workforce, oldest batch first, in id order.
         sa.Index(
             "ix_assignment_open_queue",
             "workforce_id",
+            "batch_id",
             "id",
             postgresql_where=sa.text("status = 'open'"),
             sqlite_where=sa.text("status = 'open'"),

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from connectors.base import BatchSpec, Connector, SubmissionRef, TaskSpec
-from orchestrator.db import utcnow
+from orchestrator.db import refresh_statistics, utcnow
 from orchestrator.errors import ConflictError, NotFoundError
 from orchestrator.models import Assignment, Batch, BatchItem, Item, Project, Workforce
 from orchestrator.models.batches import LIVE_STATUSES
@@ -98,6 +98,8 @@ def dispatch(
         reservation.apply(session, batch)  # billing: reserve the slots before publishing
         _publish(session, project, batch, connector)
         batches.append(batch)
+    slots = sum(batch.slot_count for batch in batches)
+    refresh_statistics(session, slots, Assignment, BatchItem)
     return batches
 
 

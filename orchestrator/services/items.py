@@ -11,7 +11,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from orchestrator.db import has_nul, utcnow
+from orchestrator.db import has_nul, refresh_statistics, utcnow
 from orchestrator.errors import ConflictError, InvalidInputError
 from orchestrator.models import Item
 from orchestrator.services.item_formats import RawRows, RowProblem
@@ -100,6 +100,7 @@ def import_items(
             f"{report.rejected} row(s) refused; nothing was imported",
             details={"rows": report.as_dict()["errors"], "rejected": report.rejected},
         )
+    refresh_statistics(session, 0 if dry_run else report.created, Item)
     return report
 
 

@@ -52,6 +52,9 @@ from orchestrator.services.rate_cards import Pricing, pricing_for
 
 A = Assignment.__table__
 SEEN = A.alias("seen")
+IS_OPEN = A.c.status == sa.literal_column("'open'")
+"""A literal, not a parameter: so even a prepared statement's generic plan can use the
+partial index `ix_assignment_open_queue`, whose condition is `status = 'open'`."""
 SUITE_READ_AHEAD = 4
 """Open slots read per task wanted in a suite: an item's slots lie side by side."""
 SUITE_REJECT_CODES = (
@@ -221,12 +224,13 @@ def _find_open_slots(
         .join(Project, Project.id == A.c.project_id)
         .where(
             A.c.workforce_id == workforce_id,
-            A.c.status == "open",
+            IS_OPEN,
             A.c.is_gold.is_(False),
             A.c.project_id.not_in(blocked),
             ~sa.exists().where(SEEN.c.item_id == A.c.item_id, SEEN.c.worker_id == worker_id),
         )
-        .order_by(A.c.id)
+        # Oldest batch first; `ix_assignment_open_queue` yields exactly this order.
+        .order_by(A.c.batch_id, A.c.id)
         # An item has several open slots side by side; read past them to fill a suite.
         .limit(count if count == 1 else count * SUITE_READ_AHEAD)
     )
@@ -292,19 +296,23 @@ def _lease_gold(
     price: Pricing | None,
 ) -> tuple[int, Any, str, datetime] | None:
     """Lease a gold item the worker has not seen: its id, data, lease token and expiry."""
-    unseen = ~sa.exists().where(A.c.item_id == Item.id, A.c.worker_id == worker_id)
-    if allowed is not None:
-        unseen = sa.and_(unseen, Item.id.in_(allowed))
-    in_batch = (
-        sa.select(Item.id, Item.data)
-        .join(BatchItem, BatchItem.item_id == Item.id)
-        .where(BatchItem.batch_id == slot.batch_id, BatchItem.is_gold.is_(True), unseen)
+
+    def unseen(item_id: Any) -> sa.ColumnElement[bool]:
+        condition = ~sa.exists().where(A.c.item_id == item_id, A.c.worker_id == worker_id)
+        return condition if allowed is None else sa.and_(condition, item_id.in_(allowed))
+
+    # The draw reads only the candidates' ids; the chosen item's data is read by key.
+    in_batch = sa.select(BatchItem.item_id).where(
+        BatchItem.batch_id == slot.batch_id,
+        BatchItem.is_gold.is_(True),
+        unseen(BatchItem.item_id),
     )
-    in_project = sa.select(Item.id, Item.data).where(
-        Item.project_id == slot.project_id, Item.gold_label.is_not(None), unseen
+    in_project = sa.select(Item.id).where(
+        Item.project_id == slot.project_id, Item.gold_label.is_not(None), unseen(Item.id)
     )
     for query in (in_batch, in_project):
-        chosen = session.execute(query.order_by(sa.func.random()).limit(1)).one_or_none()
+        drawn = query.order_by(sa.func.random()).limit(1).scalar_subquery()
+        chosen = session.execute(sa.select(Item.id, Item.data).where(Item.id == drawn)).first()
         if chosen is not None:
             break
     else:
