@@ -16,6 +16,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import Session
 
+from orchestrator.api.bulk_rows import BulkRows
 from orchestrator.api.common import (
     PageQuerySchema,
     Text,
@@ -104,8 +105,8 @@ class AnswerRowSchema(Schema):
 
 
 class SubmitSchema(Schema):
-    answers = fields.List(
-        fields.Nested(AnswerRowSchema),
+    answers = BulkRows(
+        AnswerRowSchema,
         required=True,
         validate=validate.Length(min=1, max=MAX_ROWS),
     )

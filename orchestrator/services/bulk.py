@@ -9,9 +9,9 @@ Callers write the statement once against a `source` whose columns are the rows'
 fields: the unnest's columns on PostgreSQL, bind parameters on SQLite.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,6 +28,20 @@ def _unnest(types: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> Any:
         for name, type_ in types.items()
     ]
     return sa.func.unnest(*arrays).table_valued(*types).render_derived(name="source")
+
+
+def among(session: Session, column: Any, values: Iterable[Any]) -> sa.ColumnElement[bool]:
+    """`column IN (values)`; on PostgreSQL as `= ANY` of one array parameter.
+
+    One array keeps the statement short and the same whatever the count, so the
+    driver caches it and the server parses it once, where thousands of separate
+    parameters would make a new statement text every time.
+    """
+    values = list(values)
+    if _is_postgresql(session):
+        array = sa.bindparam(None, values, type_=postgresql.ARRAY(column.type))
+        return cast(sa.ColumnElement[bool], column == sa.any_(array))
+    return cast(sa.ColumnElement[bool], column.in_(values))
 
 
 def insert_rows(

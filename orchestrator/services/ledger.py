@@ -108,7 +108,10 @@ def write_entries(
 ) -> None:
     """Insert `(entry, idempotency key)` pairs; an entry whose key is stored already is skipped."""
     now = utcnow()
-    rows = [_row(entry, key, rate_card_id, now) for entry, key in entries]
+    _insert_rows(session, [_row(entry, key, rate_card_id, now) for entry, key in entries])
+
+
+def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     bulk.insert_rows(
@@ -203,7 +206,7 @@ def record_accepted_answers(
             .join(Project, Project.id == A.c.project_id)
             .join(Workforce, Workforce.id == A.c.workforce_id)
             .outerjoin(CARD_TABLE, CARD_TABLE.c.id == latest_card_id(Workforce.id, accepted_at))
-            .where(A.c.id.in_([answer.slot.id for answer in answers]))
+            .where(bulk.among(session, A.c.id, [answer.slot.id for answer in answers]))
         )
     }
     prices: dict[tuple[Any, ...], Pricing] = {}
@@ -217,24 +220,53 @@ def record_accepted_answers(
     ]
     first_for_item = _first_for_item(session, priced)
     total = Decimal(0)
-    entries: dict[int | None, list[tuple[book.LedgerEntry, str]]] = defaultdict(list)
+    rows_out: list[dict[str, Any]] = []
     resized: list[dict[str, int]] = []
     excess: dict[tuple[int, int, str], list[int]] = defaultdict(lambda: [0, 0])
+    # Answers alike in price, gold, first-for-item and billed time cost the same: billing
+    # works out one answer's entries, the others' rows copy them with their own references.
+    templates: dict[tuple[Any, ...], tuple[list[dict[str, Any]], Decimal]] = {}
+    now = utcnow()
     for (answer, row, price), is_first in zip(priced, first_for_item, strict=True):
         if row.kind == "mturk":
             # MTurk charges when it approves the assignment: its entries are written then
             # (orchestrator.services.mturk_review), never here, so nothing is charged twice.
             continue
-        made = answer_entries(
-            price=price,
-            slot=answer.slot,
-            answer_id=answer.answer_id,
-            worker_id=answer.worker_id,
-            accepted_at=accepted_at,
-            seconds_spent=_billed_seconds(row, answer.time_spent_ms, accepted_at),
-            is_first_for_item=is_first,
+        seconds = _billed_seconds(row, answer.time_spent_ms, accepted_at)
+        slot = answer.slot
+        alike = (
+            _price_key(row),
+            slot.project_id,
+            slot.workforce_id,
+            slot.is_gold,
+            is_first,
+            seconds if price.expected_seconds is not None else None,
         )
-        cost = sum((entry.amount for entry in made), Decimal(0))
+        if alike not in templates:
+            made = answer_entries(
+                price=price,
+                slot=slot,
+                answer_id=answer.answer_id,
+                worker_id=answer.worker_id,
+                accepted_at=accepted_at,
+                seconds_spent=seconds,
+                is_first_for_item=is_first,
+            )
+            templates[alike] = (
+                [_row(entry, key, price.rate_card_id, now) for entry, key in keyed("", made)],
+                sum((entry.amount for entry in made), Decimal(0)),
+            )
+        template, cost = templates[alike]
+        rows_out += [
+            entry
+            | {
+                "batch_id": slot.batch_id,
+                "worker_id": answer.worker_id,
+                "answer_id": answer.answer_id,
+                "idempotency_key": f"answer:{answer.answer_id}{entry['idempotency_key']}",
+            }
+            for entry in template
+        ]
         total += cost
         actual = to_micros(cost)
         if actual != row.reserved_micros:
@@ -243,7 +275,6 @@ def record_accepted_answers(
             over = excess[(answer.slot.project_id, answer.slot.workforce_id, price.card.currency)]
             over[0] += row.reserved_micros
             over[1] += actual
-        entries[price.rate_card_id] += keyed(f"answer:{answer.answer_id}", made)
     for (project_id, workforce_id, currency), (reserved, actual) in excess.items():
         budgets.check_commit(
             session,
@@ -262,8 +293,7 @@ def record_accepted_answers(
             where=lambda row: A.c.id == row.slot,
             values=lambda row: {"reserved_micros": row.actual},
         )
-    for rate_card_id, pairs in entries.items():
-        write_entries(session, pairs, rate_card_id)
+    _insert_rows(session, rows_out)
     return total
 
 
@@ -307,7 +337,7 @@ def _first_for_item(
         (item_id, workforce_id)
         for item_id, workforce_id, answer_id in session.execute(
             sa.select(Answer.item_id, Answer.workforce_id, Answer.id).where(
-                Answer.item_id.in_(sorted({answer.slot.item_id for answer in wanted})),
+                bulk.among(session, Answer.item_id, {answer.slot.item_id for answer in wanted}),
                 Answer.workforce_id.in_(sorted({answer.slot.workforce_id for answer in wanted})),
                 Answer.status == "accepted",
             )
@@ -337,7 +367,7 @@ def reverse_answers(
     originals = load_entries(
         session,
         sa.and_(
-            L.c.answer_id.in_(answer_ids),
+            bulk.among(session, L.c.answer_id, answer_ids),
             L.c.kind != book.EntryKind.REVERSAL.value,
             ~sa.exists().where(reversal.c.reverses_id == L.c.id),
         ),

@@ -39,6 +39,7 @@ from orchestrator.models import (
     Worker,
     Workforce,
 )
+from orchestrator.services import bulk
 from orchestrator.services.answers import AnswerIntake, NewAnswer, Slot
 
 OPEN_BATCH = ("published", "in_progress")
@@ -253,7 +254,7 @@ def ensure_workers(session: Session, workforce_id: int, refs: Iterable[str]) -> 
     )
     rows = session.execute(
         sa.select(Worker.external_id, Worker.id, Worker.status).where(
-            Worker.workforce_id == workforce_id, Worker.external_id.in_(refs)
+            Worker.workforce_id == workforce_id, bulk.among(session, Worker.external_id, refs)
         )
     ).all()
     return {row.external_id: row for row in rows}
@@ -333,13 +334,20 @@ def submit_answers(
     seen = set(
         session.execute(
             sa.select(A.c.item_id, A.c.worker_id)
-            .where(A.c.item_id.in_(item_ids), A.c.worker_id.in_(worker_ids))
+            .where(
+                bulk.among(session, A.c.item_id, item_ids),
+                bulk.among(session, A.c.worker_id, worker_ids),
+            )
             .distinct()
         ).all()
     )
     slots_query = (
         sa.select(A.c.id, A.c.item_id, A.c.is_gold)
-        .where(A.c.batch_id == batch.id, A.c.status == "open", A.c.item_id.in_(item_ids))
+        .where(
+            A.c.batch_id == batch.id,
+            A.c.status == "open",
+            bulk.among(session, A.c.item_id, item_ids),
+        )
         .order_by(A.c.id)
     )
     if session.get_bind().dialect.name == "postgresql":
@@ -351,7 +359,7 @@ def submit_answers(
     gold_labels = dict(
         session.execute(
             sa.select(Item.id, Item.gold_label).where(
-                Item.id.in_(item_ids), Item.gold_label.is_not(None)
+                bulk.among(session, Item.id, item_ids), Item.gold_label.is_not(None)
             )
         ).all()
     )
