@@ -7,11 +7,12 @@ ordinary tasks to every connector, so no workforce can tell them apart.
 
 Two shapes of workforce fit behind it:
 
-- pull workforces (the internal pool, vendors pulling through the API) receive
-  work through Quorum's own routes: `publish` announces it, answers arrive through
-  the API, `collect` returns nothing;
-- push workforces (Mechanical Turk, vendors with webhooks or S3 hand-off) are
-  sent the work by `publish` and polled by `collect`, which is the source of truth.
+- pull workforces (the internal pool, vendors) receive work through Quorum's own
+  routes: `publish` announces it, answers arrive through the API, `collect` returns
+  nothing. A vendor may also be told of work by webhook or given it in its S3
+  bucket; its answers still go through the vendor API's acceptance rules;
+- push workforces (Mechanical Turk) are sent the work by `publish` and polled by
+  `collect`, which is the source of truth.
 """
 
 import abc
