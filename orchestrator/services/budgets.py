@@ -359,6 +359,7 @@ def reserve_slot(
     *,
     gold: bool,
     pricing: Pricing | None = None,
+    budgeted: bool | None = None,
 ) -> int | None:
     """Return what to reserve for one slot made after dispatch, or None if it does not fit.
 
@@ -366,13 +367,17 @@ def reserve_slot(
     gold slot when it is their turn for gold (if the budget cannot take it, the
     worker gets an ordinary, already reserved task instead), and dynamic overlap
     adds a slot for an unsure item (if the budget cannot take it, the item stops).
-    A caller making several slots passes the `pricing` it loaded once.
+    A caller making several slots passes the `pricing` it loaded once; a caller that
+    read the project's and workforce's `budget_micros` passes whether either is set
+    (`budgeted`), which saves a query.
     """
     slot_cost, gold_cost = slot_costs(
         pricing or pricing_for(session, project_id=project_id, workforce_id=workforce_id)
     )
     cost = gold_cost if gold else slot_cost
-    if not _has_budget(session, project_id, workforce_id):
+    if budgeted is None:
+        budgeted = _has_budget(session, project_id, workforce_id)
+    if not budgeted:
         return to_micros(cost)
     states = _locked_states(session, project_id, workforce_id, _currency(session, project_id))
     try:

@@ -131,7 +131,13 @@ def next_tasks(
     gold turns within it, at random places. An empty list means no work for them.
     """
     worker = session.execute(
-        sa.select(Worker.status, Worker.workforce_id, Workforce.kind, Workforce.config)
+        sa.select(
+            Worker.status,
+            Worker.workforce_id,
+            Workforce.kind,
+            Workforce.config,
+            Workforce.budget_micros,
+        )
         .join(Workforce, Workforce.id == Worker.workforce_id)
         .where(Worker.id == worker_id)
     ).one_or_none()
@@ -159,9 +165,10 @@ def next_tasks(
         if gold_turns
         else None
     )
+    budgeted = first.budget_micros is not None or worker.budget_micros is not None
     for _ in range(gold_turns):
         gold = _lease_gold(
-            session, worker_id, worker.workforce_id, first, seconds, gold_item_ids, price
+            session, worker_id, worker.workforce_id, first, seconds, gold_item_ids, price, budgeted
         )
         if gold is None:
             break
@@ -216,6 +223,7 @@ def _find_open_slots(
             # As JSON text: decoded only for the rows chosen (a suite reads ahead).
             sa.cast(Item.data, sa.Text).label("data_json"),
             Project.gold_rate,
+            Project.budget_micros,
             Project.lease_seconds,
             Project.instructions,
             sa.cast(Project.labels, sa.Text).label("labels_json"),
@@ -294,6 +302,7 @@ def _lease_gold(
     seconds: int,
     allowed: list[int] | None,
     price: Pricing | None,
+    budgeted: bool,
 ) -> tuple[int, Any, str, datetime] | None:
     """Lease a gold item the worker has not seen: its id, data, lease token and expiry."""
 
@@ -320,7 +329,7 @@ def _lease_gold(
     item_id, data = chosen
     # Billing: a gold answer costs like any other; reserve it, or serve an ordinary task.
     reserved = budgets.reserve_slot(
-        session, slot.project_id, workforce_id, gold=True, pricing=price
+        session, slot.project_id, workforce_id, gold=True, pricing=price, budgeted=budgeted
     )
     if reserved is None:
         return None
