@@ -136,6 +136,43 @@ def test_release_gives_the_task_back(campaign):
     assert campaign.next(cy).status_code == 200
 
 
+def test_oldest_batch_is_served_first_even_its_reopened_slots(campaign):
+    campaign.import_items(2)
+    first, second = (b["id"] for b in campaign.dispatch(batch_size=1).get_json()["data"])
+    ann, bob, cy = campaign.worker("ann"), campaign.worker("bob"), campaign.worker("cy")
+    lease = campaign.next(ann).get_json()["lease_id"]
+    assert campaign.slot(lease).batch_id == first
+    campaign.client.post(f"/api/v1/tasks/{lease}/release", headers=ann)
+    # The released slot is a new row, after every slot of the second batch; still first.
+    served = [campaign.slot(campaign.next(w).get_json()["lease_id"]).batch_id for w in (bob, cy)]
+    assert served == [first, first]
+    assert campaign.slot(campaign.next(ann).get_json()["lease_id"]).batch_id == second
+
+
+def test_large_imports_and_dispatches_refresh_postgresql_statistics(campaign, engine):
+    statements = []
+
+    def record(conn, cursor, statement, *args):
+        if statement.startswith("ANALYZE"):
+            statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        campaign.import_items(10)
+        campaign.dispatch()  # 20 slots: too few to bother
+        campaign.import_items(600)  # 590 new items: too few
+        small = list(statements)
+        campaign.dispatch()  # 1,180 slots
+        campaign.import_items(1600)  # 1,000 new items
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert small == []
+    if engine.dialect.name == "postgresql":
+        assert statements == ["ANALYZE assignment, batch_item", "ANALYZE item"]
+    else:
+        assert statements == []  # SQLite plans without sampled statistics
+
+
 def test_worker_failing_gold_is_blocked_and_their_answers_reopened(campaign):
     campaign.import_items(12, gold=6)
     campaign.dispatch()
