@@ -6,6 +6,7 @@ the internal pool, vendors and MTurk. This is a hot path: a flush runs a handful
 Core statements, each covering every queued answer, and no ORM loads.
 """
 
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -86,31 +87,33 @@ def check_label(labels: list[str], label: object) -> str:
 COUNTERS = ("answers", "gold_answers", "gold_correct", "gold_seen", "tasks_seen")
 
 
-def _worker_record_upsert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect](WorkerProject)
+@functools.cache
+def _worker_record_upsert(dialect: str, counters: tuple[str, ...]) -> Any:
+    """The counters' upsert, built once per dialect and set of counters; bound by name."""
+    table = WorkerProject.__table__
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect](table)
+    return (
+        insert.values(
+            worker_id=sa.bindparam("worker_id"),
+            project_id=sa.bindparam("project_id"),
+            status="active",
+            **{name: sa.bindparam(name) if name in counters else 0 for name in COUNTERS},
+        )
+        .on_conflict_do_update(
+            index_elements=["worker_id", "project_id"],
+            set_={name: table.c[name] + insert.excluded[name] for name in counters},
+        )
+        .returning(*table.c)
+    )
 
 
 def upsert_worker_record(
     session: Session, worker_id: int, project_id: int, **increments: int
 ) -> sa.Row:
     """Add to a worker's counters in a project (creating the record) and return the new row."""
-    table = WorkerProject.__table__
-    statement = (
-        _worker_record_upsert(session)
-        .values(
-            worker_id=worker_id,
-            project_id=project_id,
-            status="active",
-            **{name: increments.get(name, 0) for name in COUNTERS},
-        )
-        .on_conflict_do_update(
-            index_elements=["worker_id", "project_id"],
-            set_={name: table.c[name] + increments[name] for name in increments},
-        )
-        .returning(*table.c)
-    )
-    return session.execute(statement).one()
+    statement = _worker_record_upsert(session.get_bind().dialect.name, tuple(sorted(increments)))
+    params = {"worker_id": worker_id, "project_id": project_id, **increments}
+    return session.execute(statement, params).one()
 
 
 def accept_answer(

@@ -16,6 +16,7 @@ These are hot paths, so they run Core statements, a handful per request whatever
 the suite's size.
 """
 
+import functools
 import json
 import math
 import random
@@ -130,17 +131,7 @@ def next_tasks(
     suite. Gold keeps its share: the suite holds as many gold tasks as the worker's
     gold turns within it, at random places. An empty list means no work for them.
     """
-    worker = session.execute(
-        sa.select(
-            Worker.status,
-            Worker.workforce_id,
-            Workforce.kind,
-            Workforce.config,
-            Workforce.budget_micros,
-        )
-        .join(Workforce, Workforce.id == Worker.workforce_id)
-        .where(Worker.id == worker_id)
-    ).one_or_none()
+    worker = session.execute(_worker_query(), {"worker_id": worker_id}).one_or_none()
     if worker is None or worker.status != "active":
         raise ForbiddenError("this worker is not active")
     if worker.kind != "internal":
@@ -211,6 +202,49 @@ def _find_open_slots(
     count: int,
 ) -> list[sa.Row]:
     """Lock up to `count` open slots of one project, of distinct items the worker hasn't seen."""
+    query = _open_slots_query(
+        project_id is not None, item_id is not None, session.get_bind().dialect.name
+    )
+    params = {
+        "worker_id": worker_id,
+        "workforce_id": workforce_id,
+        # An item has several open slots side by side; read past them to fill a suite.
+        "limit": count if count == 1 else count * SUITE_READ_AHEAD,
+    }
+    if project_id is not None:
+        params["project_id"] = project_id
+    if item_id is not None:
+        params["item_id"] = item_id
+    chosen: dict[int, sa.Row] = {}
+    suite_project = None
+    for slot in session.execute(query, params):
+        suite_project = suite_project or slot.project_id
+        if slot.project_id == suite_project and slot.item_id not in chosen:
+            chosen[slot.item_id] = slot
+            if len(chosen) == count:
+                break
+    return list(chosen.values())
+
+
+@functools.cache
+def _worker_query() -> sa.Select[Any]:
+    return (
+        sa.select(
+            Worker.status,
+            Worker.workforce_id,
+            Workforce.kind,
+            Workforce.config,
+            Workforce.budget_micros,
+        )
+        .join(Workforce, Workforce.id == Worker.workforce_id)
+        .where(Worker.id == sa.bindparam("worker_id"))
+    )
+
+
+@functools.cache
+def _open_slots_query(by_project: bool, by_item: bool, dialect: str) -> sa.Select[Any]:
+    """The open-slot query, built once per shape; parameters as `_find_open_slots` passes them."""
+    worker_id = sa.bindparam("worker_id")
     blocked = sa.select(WorkerProject.project_id).where(
         WorkerProject.worker_id == worker_id, WorkerProject.status == "blocked"
     )
@@ -231,7 +265,7 @@ def _find_open_slots(
         .join(Item, Item.id == A.c.item_id)
         .join(Project, Project.id == A.c.project_id)
         .where(
-            A.c.workforce_id == workforce_id,
+            A.c.workforce_id == sa.bindparam("workforce_id"),
             IS_OPEN,
             A.c.is_gold.is_(False),
             A.c.project_id.not_in(blocked),
@@ -239,24 +273,15 @@ def _find_open_slots(
         )
         # Oldest batch first; `ix_assignment_open_queue` yields exactly this order.
         .order_by(A.c.batch_id, A.c.id)
-        # An item has several open slots side by side; read past them to fill a suite.
-        .limit(count if count == 1 else count * SUITE_READ_AHEAD)
+        .limit(sa.bindparam("limit"))
     )
-    if project_id is not None:
-        query = query.where(A.c.project_id == project_id)
-    if item_id is not None:
-        query = query.where(A.c.item_id == item_id)
-    if session.get_bind().dialect.name == "postgresql":
+    if by_project:
+        query = query.where(A.c.project_id == sa.bindparam("project_id"))
+    if by_item:
+        query = query.where(A.c.item_id == sa.bindparam("item_id"))
+    if dialect == "postgresql":
         query = query.with_for_update(skip_locked=True, of=A)
-    chosen: dict[int, sa.Row] = {}
-    suite_project = None
-    for slot in session.execute(query):
-        suite_project = suite_project or slot.project_id
-        if slot.project_id == suite_project and slot.item_id not in chosen:
-            chosen[slot.item_id] = slot
-            if len(chosen) == count:
-                break
-    return list(chosen.values())
+    return query
 
 
 def _lease_values(worker_id: int, seconds: int, lease_token: Any) -> dict[str, Any]:
@@ -351,6 +376,12 @@ def _lease_gold(
 
 def _leased_slots(session: Session, tokens: list[str]) -> dict[str, sa.Row]:
     """Read (and on PostgreSQL lock, in id order) the slots leased under these tokens."""
+    query = _leased_slots_query(session.get_bind().dialect.name)
+    return {slot.lease_token: slot for slot in session.execute(query, {"tokens": tokens})}
+
+
+@functools.cache
+def _leased_slots_query(dialect: str) -> sa.Select[Any]:
     query = (
         sa.select(
             A.c.id,
@@ -369,12 +400,12 @@ def _leased_slots(session: Session, tokens: list[str]) -> dict[str, sa.Row]:
         )
         .join(Project, Project.id == A.c.project_id)
         .join(Item, Item.id == A.c.item_id)
-        .where(A.c.lease_token.in_(tokens))
+        .where(A.c.lease_token.in_(sa.bindparam("tokens", expanding=True)))
         .order_by(A.c.id)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect == "postgresql":
         query = query.with_for_update(of=A)
-    return {slot.lease_token: slot for slot in session.execute(query)}
+    return query
 
 
 def _lease_problem(slot: sa.Row | None, worker_id: int) -> tuple[str, str] | None:
