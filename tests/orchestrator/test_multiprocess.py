@@ -177,16 +177,16 @@ def test_campaign_across_api_processes_and_two_schedulers(live):
     assert len(runs) == len({(job, tick) for job, tick, _ in runs})  # once per tick
     assert aggregations >= 1
     # Dynamic overlap decides from the aggregated posterior: every item left at `overlap`
-    # answers is confident, the split items were topped up (more than the unanimous
-    # ones), and none passed max_overlap.
+    # answers is confident, split items were topped up, and none passed max_overlap.
+    # (Not "split items got more answers than unanimous ones": the second answer of
+    # every split item disagrees, so a worker who often answers second earns a poor
+    # record, and a 2-1 split against them is rightly confident at 3 answers.)
     for external_id, count, stopping in confidence:
         assert count <= 5, external_id
         if count == 3:
             assert stopping >= 0.9, (external_id, stopping)
     split = [answers[f"i{n}"] for n in range(UNSURE)]
-    unanimous = [answers[f"i{n}"] for n in range(UNSURE, ITEMS)]
     assert any(count > 3 for count in split), split
-    assert sum(split) / len(split) > sum(unanimous) / len(unanimous)
     text = metrics.raw.decode()
     assert metrics.status == 200
     assert metric(text, "quorum_answers_total", status="accepted") == stored
