@@ -105,32 +105,18 @@ class S3Campaign(Campaign):
     """A project with gold, and vendor workforces handing off through S3."""
 
     def s3_workforce(self, name, bucket, vendor_name="acme", url=None, **config):
-        response = self.client.post(
-            "/api/v1/workforces",
-            json={
-                "name": name,
-                "kind": "vendor",
-                "vendor": vendor_name,
-                "config": {
-                    "handoff": "s3",
-                    "s3_bucket": bucket,
-                    "s3_prefix": PREFIX,
-                    "s3_endpoint_url": url,
-                    "s3_region": REGION,
-                    **config,
-                },
+        return self.vendor_workforce(
+            name,
+            vendor_name,
+            {
+                "handoff": "s3",
+                "s3_bucket": bucket,
+                "s3_prefix": PREFIX,
+                "s3_endpoint_url": url,
+                "s3_region": REGION,
+                **config,
             },
-            headers=self.ops,
         )
-        assert response.status_code == 201, response.get_json()
-        workforce_id = response.get_json()["id"]
-        card = self.client.post(
-            f"/api/v1/workforces/{workforce_id}/rate-cards",
-            json={"price_per_answer": "0.10"},
-            headers=self.ops,
-        )
-        assert card.status_code == 201, card.get_json()
-        return workforce_id
 
     def batch(self, workforce_id, **options):
         response = self.dispatch(workforce_id, **options)

@@ -95,29 +95,11 @@ def clock():
 
 class WebhookCampaign(Campaign):
     def webhook_workforce(self, url, name="acme-wf"):
-        response = self.client.post(
-            "/api/v1/workforces",
-            json={
-                "name": name,
-                "kind": "vendor",
-                "vendor": name.removesuffix("-wf"),
-                "config": {
-                    "handoff": "webhook",
-                    "webhook_url": url,
-                    "webhook_secret_env": SECRET_ENV,
-                },
-            },
-            headers=self.ops,
+        return self.vendor_workforce(
+            name,
+            name.removesuffix("-wf"),
+            {"handoff": "webhook", "webhook_url": url, "webhook_secret_env": SECRET_ENV},
         )
-        assert response.status_code == 201, response.get_json()
-        workforce_id = response.get_json()["id"]
-        card = self.client.post(
-            f"/api/v1/workforces/{workforce_id}/rate-cards",
-            json={"price_per_answer": "0.10"},
-            headers=self.ops,
-        )
-        assert card.status_code == 201, card.get_json()
-        return workforce_id
 
     def batches(self, workforce_id, **options):
         response = self.dispatch(workforce_id, **options)

@@ -39,6 +39,23 @@ class Campaign:
         assert response.status_code == 201, response.get_json()
         return response.get_json()["id"]
 
+    def vendor_workforce(self, name, vendor, config, price="0.10"):
+        """Register a vendor workforce with a rate card at `price` an answer; return its id."""
+        response = self.client.post(
+            "/api/v1/workforces",
+            json={"name": name, "kind": "vendor", "vendor": vendor, "config": config},
+            headers=self.ops,
+        )
+        assert response.status_code == 201, response.get_json()
+        workforce_id = response.get_json()["id"]
+        card = self.client.post(
+            f"/api/v1/workforces/{workforce_id}/rate-cards",
+            json={"price_per_answer": price},
+            headers=self.ops,
+        )
+        assert card.status_code == 201, card.get_json()
+        return workforce_id
+
     def import_items(self, count, gold=0):
         rows = [{"external_id": f"i{n}", "data": {"n": n}} for n in range(count)]
         rows += [
