@@ -106,9 +106,9 @@ class S3Campaign(Campaign):
 
     def s3_workforce(self, name, bucket, vendor_name="acme", url=None, **config):
         return self.vendor_workforce(
-            name,
             vendor_name,
-            {
+            name=name,
+            config={
                 "handoff": "s3",
                 "s3_bucket": bucket,
                 "s3_prefix": PREFIX,
@@ -135,11 +135,7 @@ class S3Campaign(Campaign):
 
 @pytest.fixture
 def campaign(client, ops, make_key, session):
-    campaign = S3Campaign(
-        client, ops, make_key, session, gold_rate=0.4, gold_min_answers=3, overlap=2
-    )
-    campaign.import_items(6, gold=4)
-    return campaign
+    return S3Campaign.with_gold(client, ops, make_key, session)
 
 
 @pytest.fixture

@@ -18,9 +18,7 @@ from tests.orchestrator.api.campaign import Campaign
 @pytest.fixture
 def campaign(client, ops, make_key, session):
     # A low confidence target: these tests are about jobs, not dynamic overlap.
-    return Campaign(
-        client, ops, make_key, session, overlap=2, gold_rate=0.0, confidence_target=0.5
-    )
+    return Campaign(client, ops, make_key, session, overlap=2, gold_rate=0.0, confidence_target=0.5)
 
 
 def test_expire_job_reopens_expired_leases(campaign, session):

@@ -96,9 +96,9 @@ def clock():
 class WebhookCampaign(Campaign):
     def webhook_workforce(self, url, name="acme-wf"):
         return self.vendor_workforce(
-            name,
             name.removesuffix("-wf"),
-            {"handoff": "webhook", "webhook_url": url, "webhook_secret_env": SECRET_ENV},
+            name=name,
+            config={"handoff": "webhook", "webhook_url": url, "webhook_secret_env": SECRET_ENV},
         )
 
     def batches(self, workforce_id, **options):

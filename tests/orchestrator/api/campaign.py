@@ -39,13 +39,21 @@ class Campaign:
         assert response.status_code == 201, response.get_json()
         return response.get_json()["id"]
 
-    def vendor_workforce(self, name, vendor, config, price="0.10"):
-        """Register a vendor workforce with a rate card at `price` an answer; return its id."""
-        response = self.client.post(
-            "/api/v1/workforces",
-            json={"name": name, "kind": "vendor", "vendor": vendor, "config": config},
-            headers=self.ops,
-        )
+    @classmethod
+    def with_gold(cls, client, ops, make_key, session, **settings):
+        """A gold-heavy campaign (40% gold, 2 answers an item) of 6 items and 4 gold."""
+        settings = {"gold_rate": 0.4, "gold_min_answers": 3, "overlap": 2, **settings}
+        campaign = cls(client, ops, make_key, session, **settings)
+        campaign.import_items(6, gold=4)
+        return campaign
+
+    def vendor_workforce(self, vendor, *, name=None, config=None, price="0.10"):
+        """Register `vendor`'s workforce (`name`, default `<vendor>-wf`) with a rate card at
+        `price` an answer; return its id."""
+        workforce = {"name": name or f"{vendor}-wf", "kind": "vendor", "vendor": vendor}
+        if config is not None:
+            workforce["config"] = config
+        response = self.client.post("/api/v1/workforces", json=workforce, headers=self.ops)
         assert response.status_code == 201, response.get_json()
         workforce_id = response.get_json()["id"]
         card = self.client.post(

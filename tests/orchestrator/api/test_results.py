@@ -151,8 +151,18 @@ def test_aggregate_without_answers_is_422(campaign):
 
 
 def test_top_ups_stop_at_the_budget(client, ops, make_key, session):
-    campaign = Campaign(client, ops, make_key, session, overlap=3, max_overlap=6,
-                        confidence_target=0.999, gold_rate=0.0, reward="0.01", budget="0.13")
+    campaign = Campaign(
+        client,
+        ops,
+        make_key,
+        session,
+        overlap=3,
+        max_overlap=6,
+        confidence_target=0.999,
+        gold_rate=0.0,
+        reward="0.01",
+        budget="0.13",
+    )
     campaign.import_items(4)
     campaign.dispatch()  # 12 slots reserve 0.12 of the 0.13 budget
     first = set()

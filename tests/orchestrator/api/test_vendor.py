@@ -20,27 +20,9 @@ from orchestrator.models import (
 from orchestrator.services import idempotency
 from tests.orchestrator.api.campaign import Campaign
 
-PRICE = "0.10"
-
 
 class VendorCampaign(Campaign):
     """A project with vendor workforces, their rate cards and keys."""
-
-    def vendor_workforce(self, vendor, price=PRICE):
-        response = self.client.post(
-            "/api/v1/workforces",
-            json={"name": f"{vendor}-wf", "kind": "vendor", "vendor": vendor},
-            headers=self.ops,
-        )
-        assert response.status_code == 201, response.get_json()
-        workforce_id = response.get_json()["id"]
-        card = self.client.post(
-            f"/api/v1/workforces/{workforce_id}/rate-cards",
-            json={"price_per_answer": price},
-            headers=self.ops,
-        )
-        assert card.status_code == 201, card.get_json()
-        return workforce_id
 
     def vendor_batch(self, workforce_id, **options):
         response = self.dispatch(workforce_id, **options)
@@ -92,11 +74,7 @@ class VendorCampaign(Campaign):
 
 @pytest.fixture
 def campaign(client, ops, make_key, session):
-    campaign = VendorCampaign(
-        client, ops, make_key, session, gold_rate=0.4, gold_min_answers=3, overlap=2
-    )
-    campaign.import_items(6, gold=4)
-    return campaign
+    return VendorCampaign.with_gold(client, ops, make_key, session)
 
 
 @pytest.fixture

@@ -16,11 +16,7 @@ from tests.orchestrator.api.test_vendor import VendorCampaign
 @pytest.fixture
 def campaign(client, ops, make_key, session):
     # Nobody is blocked (10 gold answers needed first), so every valid row is accepted.
-    campaign = VendorCampaign(
-        client, ops, make_key, session, gold_rate=0.4, gold_min_answers=10, overlap=2
-    )
-    campaign.import_items(6, gold=4)
-    return campaign
+    return VendorCampaign.with_gold(client, ops, make_key, session, gold_min_answers=10)
 
 
 def quality(client, headers, vendor_id=None):

@@ -9,11 +9,7 @@ from tests.orchestrator.api.test_vendor import VendorCampaign
 
 @pytest.fixture
 def campaign(client, ops, make_key, session):
-    campaign = VendorCampaign(
-        client, ops, make_key, session, gold_rate=0.4, gold_min_answers=3, overlap=2
-    )
-    campaign.import_items(6, gold=4)
-    return campaign
+    return VendorCampaign.with_gold(client, ops, make_key, session)
 
 
 @pytest.fixture
