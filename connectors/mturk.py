@@ -39,7 +39,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 from botocore import xform_name
@@ -59,6 +58,7 @@ from connectors.base import (
     WorkerInfo,
     WorkforceUnavailableError,
 )
+from connectors.config_checks import check_http_url, check_region, invalid, refuse_credentials
 from connectors.mturk_forms import AnswerFormatError, labels_by_task, parse_answers, render_question
 
 log = logging.getLogger("quorum.connectors.mturk")
@@ -88,7 +88,6 @@ DEFAULTS: dict[str, Any] = {
     "block_qualification_name": "Quorum blocked workers",
 }
 RETRY_MODES = ("standard", "adaptive", "legacy")
-SECRET_LOOKING = re.compile(r"secret|password|token|access_?key|credential|session", re.I)
 THROTTLE_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
 HIT_ID = re.compile(r"\b[A-Z0-9]{20,40}\b")
 ASSIGNMENT_STATUSES = ("Submitted", "Approved", "Rejected")
@@ -147,16 +146,12 @@ class MTurkAssignment:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _invalid(key: str, problem: str) -> ConnectorConfigError:
-    return ConnectorConfigError(f"{key} {problem}", details={f"config.{key}": [problem]})
-
-
 def _check_int(config: Mapping[str, Any], key: str, low: int, high: int) -> None:
     value = config.get(key)
     if value is not None and not (
         isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
     ):
-        raise _invalid(key, f"must be an integer from {low} to {high}")
+        raise invalid(key, f"must be an integer from {low} to {high}")
 
 
 def hit_token(batch_id: int, task_refs: Sequence[str], part: int) -> str:
@@ -180,14 +175,11 @@ class MTurkConnector(Connector):
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> Mapping[str, Any]:
         """Check the MTurk settings (see DEFAULTS); credentials are never accepted here."""
-        for key in config:
-            if SECRET_LOOKING.search(key):
-                raise _invalid(
-                    key,
-                    "looks like a credential: MTurk credentials come from boto3's chain "
-                    "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws, instance role), "
-                    "never from the workforce config",
-                )
+        refuse_credentials(
+            config,
+            "MTurk credentials come from boto3's chain "
+            "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws, instance role)",
+        )
         unknown = sorted(set(config) - set(DEFAULTS))
         if unknown:
             raise ConnectorConfigError(
@@ -196,36 +188,28 @@ class MTurkConnector(Connector):
             )
         for key in ("sandbox", "masters"):
             if key in config and not isinstance(config[key], bool):
-                raise _invalid(key, "must be true or false")
-        url = config.get("endpoint_url")
-        if url is not None:
-            parts = urlsplit(url) if isinstance(url, str) else None
-            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-                raise _invalid("endpoint_url", "must be an http or https URL")
-        region = config.get("region")
-        if region is not None and not (
-            isinstance(region, str) and re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region)
-        ):
-            raise _invalid("region", "must be an AWS region name such as us-east-1")
+                raise invalid(key, "must be true or false")
+        check_http_url(config, "endpoint_url")
+        check_region(config, "region")
         if config.get("retry_mode", "standard") not in RETRY_MODES:
-            raise _invalid("retry_mode", f"must be one of: {', '.join(RETRY_MODES)}")
+            raise invalid("retry_mode", f"must be one of: {', '.join(RETRY_MODES)}")
         _check_int(config, "max_attempts", 1, 20)
         for key in ("connect_timeout", "read_timeout"):
             value = config.get(key)
             if value is not None and not (
                 isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 300
             ):
-                raise _invalid(key, "must be a number of seconds above 0, at most 300")
+                raise invalid(key, "must be a number of seconds above 0, at most 300")
         _check_int(config, "assignment_duration_s", 30, 31_536_000)
         _check_int(config, "auto_approval_delay_s", 0, 2_592_000)
         _check_int(config, "lifetime_s", 30, 31_536_000)
         _check_int(config, "items_per_hit", 1, 100)
         keywords = config.get("keywords")
         if keywords is not None and not (isinstance(keywords, str) and len(keywords) <= 1000):
-            raise _invalid("keywords", "must be a comma-separated string of at most 1000 chars")
+            raise invalid("keywords", "must be a comma-separated string of at most 1000 chars")
         name = config.get("block_qualification_name")
         if name is not None and not (isinstance(name, str) and 1 <= len(name) <= 200):
-            raise _invalid("block_qualification_name", "must be a name of 1 to 200 characters")
+            raise invalid("block_qualification_name", "must be a name of 1 to 200 characters")
         return config
 
     def setting(self, key: str) -> Any:

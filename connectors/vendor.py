@@ -30,7 +30,6 @@ import secrets
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from connectors.base import (
     BatchSpec,
@@ -40,6 +39,7 @@ from connectors.base import (
     SubmissionRef,
     WorkerInfo,
 )
+from connectors.config_checks import check_http_url, check_region, invalid, refuse_credentials
 
 if TYPE_CHECKING:
     from connectors.vendor_s3 import VendorBucket
@@ -54,10 +54,8 @@ SETTINGS = {
     "s3_endpoint_url",
     "s3_region",
 }
-SECRET_LOOKING = re.compile(r"secret|password|token|access_?key|credential|session", re.I)
 # S3's bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens.
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
 TASK_REF_BYTES = 10
 
 
@@ -67,31 +65,24 @@ def task_ref(salt: str, item_id: int) -> str:
     return "t_" + digest[: TASK_REF_BYTES * 2]
 
 
-def _invalid(key: str, problem: str) -> ConnectorConfigError:
-    return ConnectorConfigError(f"{key} {problem}", details={f"config.{key}": [problem]})
-
-
 def _check_url(config: Mapping[str, Any], key: str) -> None:
-    url = config.get(key)
-    if url is None:
+    parts = check_http_url(config, key)
+    if parts is None:
         return
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _invalid(key, "must be an http or https URL")
-    if len(url) > 2000:
-        raise _invalid(key, "must be at most 2000 characters")
+    if len(config[key]) > 2000:
+        raise invalid(key, "must be at most 2000 characters")
     if parts.username is not None or parts.password is not None:
-        raise _invalid(key, "must not carry credentials")
+        raise invalid(key, "must not carry credentials")
 
 
 def _check_s3(config: Mapping[str, Any]) -> None:
     bucket = config.get("s3_bucket")
     if bucket is None and config.get("handoff") == "s3":
-        raise _invalid("s3_bucket", "is required when handoff is s3")
+        raise invalid("s3_bucket", "is required when handoff is s3")
     if bucket is not None and not (
         isinstance(bucket, str) and BUCKET_NAME.fullmatch(bucket) and ".." not in bucket
     ):
-        raise _invalid("s3_bucket", "must be an S3 bucket name (3-63 of a-z 0-9 . -)")
+        raise invalid("s3_bucket", "must be an S3 bucket name (3-63 of a-z 0-9 . -)")
     prefix = config.get("s3_prefix")
     if prefix is not None and not (
         isinstance(prefix, str)
@@ -99,11 +90,9 @@ def _check_s3(config: Mapping[str, Any]) -> None:
         and not prefix.startswith("/")
         and prefix.isprintable()
     ):
-        raise _invalid("s3_prefix", "must be a folder path of at most 512 characters, no leading /")
+        raise invalid("s3_prefix", "must be a folder path of at most 512 characters, no leading /")
     _check_url(config, "s3_endpoint_url")
-    region = config.get("s3_region")
-    if region is not None and not (isinstance(region, str) and REGION_NAME.fullmatch(region)):
-        raise _invalid("s3_region", "must be an AWS region name such as us-east-1")
+    check_region(config, "s3_region")
 
 
 class VendorConnector(Connector):
@@ -123,15 +112,12 @@ class VendorConnector(Connector):
         key that looks like a credential is refused: boto3's chain supplies those.
         """
         unknown = set(config) - SETTINGS
-        for key in sorted(unknown):
-            if SECRET_LOOKING.search(key):
-                raise _invalid(
-                    key,
-                    "looks like a credential: S3 credentials come from boto3's chain "
-                    "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws, instance role) and "
-                    "webhook secrets from the variable named by webhook_secret_env, "
-                    "never from the workforce config",
-                )
+        refuse_credentials(
+            sorted(unknown),
+            "S3 credentials come from boto3's chain "
+            "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws, instance role) and "
+            "webhook secrets from the variable named by webhook_secret_env",
+        )
         if unknown:
             raise ConnectorConfigError(
                 f"unknown vendor setting {sorted(unknown)[0]!r}",
@@ -139,15 +125,15 @@ class VendorConnector(Connector):
             )
         handoff = config.get("handoff", "pull")
         if handoff not in HANDOFFS:
-            raise _invalid("handoff", f"must be one of: {', '.join(HANDOFFS)}")
+            raise invalid("handoff", f"must be one of: {', '.join(HANDOFFS)}")
         _check_url(config, "webhook_url")
         if handoff == "webhook" and config.get("webhook_url") is None:
-            raise _invalid("webhook_url", "is required when handoff is webhook")
+            raise invalid("webhook_url", "is required when handoff is webhook")
         secret_env = config.get("webhook_secret_env")
         if secret_env is not None and not (
             isinstance(secret_env, str) and secret_env.isidentifier() and len(secret_env) <= 120
         ):
-            raise _invalid("webhook_secret_env", "must name an environment variable")
+            raise invalid("webhook_secret_env", "must name an environment variable")
         _check_s3(config)
         return config
 
