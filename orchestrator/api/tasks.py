@@ -18,6 +18,7 @@ from orchestrator.api.common import (
     with_session,
 )
 from orchestrator.services import pool
+from orchestrator.services.answers import MAX_TIME_SPENT_MS
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/v1/tasks", description="Internal pool tasks")
 
@@ -43,7 +44,7 @@ class TaskSchema(Schema):
 class AnswerSchema(Schema):
     label = Text(required=True, validate=validate.Length(min=1, max=255))
     time_spent_ms = fields.Integer(
-        validate=validate.Range(min=0, max=86_400_000),
+        validate=validate.Range(min=0, max=MAX_TIME_SPENT_MS),
         metadata={"description": "Default: measured from the lease."},
     )
 

@@ -28,6 +28,7 @@ from orchestrator.api.common import (
 from orchestrator.errors import ForbiddenError
 from orchestrator.models.batches import BATCH_STATUSES
 from orchestrator.services import idempotency, vendor_quality, vendors
+from orchestrator.services.answers import MAX_TIME_SPENT_MS
 
 bp = Blueprint("vendor", __name__, url_prefix="/api/v1/vendor", description="Vendor API")
 
@@ -91,16 +92,20 @@ class VendorTaskPageSchema(Schema):
     offset = fields.Integer(required=True)
 
 
+def _text(name: str) -> validate.Length:
+    return validate.Length(min=1, max=vendors.ROW_TEXT_LIMITS[name])
+
+
 class AnswerRowSchema(Schema):
-    task_ref = Text(required=True, validate=validate.Length(min=1, max=64))
+    task_ref = Text(required=True, validate=_text("task_ref"))
     worker_id = Text(
         required=True,
-        validate=validate.Length(min=1, max=255),
+        validate=_text("worker_id"),
         metadata={"description": "The vendor's own id of the worker who answered"},
     )
-    label = Text(required=True, validate=validate.Length(min=1, max=255))
+    label = Text(required=True, validate=_text("label"))
     time_spent_ms = fields.Integer(
-        load_default=None, allow_none=True, validate=validate.Range(min=0, max=86_400_000)
+        load_default=None, allow_none=True, validate=validate.Range(min=0, max=MAX_TIME_SPENT_MS)
     )
 
 

@@ -85,6 +85,8 @@ def check_label(labels: list[str], label: object) -> str:
 
 
 COUNTERS = ("answers", "gold_answers", "gold_correct", "gold_seen", "tasks_seen")
+MAX_TIME_SPENT_MS = 86_400_000
+"""The longest time an answer may report having taken (a day), on every intake."""
 
 
 @functools.cache

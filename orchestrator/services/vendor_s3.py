@@ -43,6 +43,7 @@ from orchestrator.db import has_nul, utcnow
 from orchestrator.errors import ConflictError, NotFoundError
 from orchestrator.models import Batch, VendorS3Object, Workforce
 from orchestrator.services import vendors
+from orchestrator.services.answers import MAX_TIME_SPENT_MS
 from orchestrator.services.workforces import connector_for
 
 log = logging.getLogger("quorum.vendor_s3")
@@ -51,7 +52,6 @@ MAX_OBJECT_BYTES = 32 * 1024 * 1024
 MAX_ROWS = 50_000
 CHUNK_ROWS = 5_000  # rows per submit_answers call: the bulk endpoint's own limit
 ROW_FIELDS = ("task_ref", "worker_id", "label", "time_spent_ms")
-MAX_TIME_SPENT_MS = 86_400_000
 INVALID_ROW = "invalid_row"
 
 
@@ -218,7 +218,7 @@ def parse_row(line: str) -> vendors.AnswerRow | str:
     unknown = sorted(set(row) - set(ROW_FIELDS))
     if unknown:
         return f"unknown field {unknown[0]!r}; fields are: {', '.join(ROW_FIELDS)}"
-    for name, longest in (("task_ref", 64), ("worker_id", 255), ("label", 255)):
+    for name, longest in vendors.ROW_TEXT_LIMITS.items():
         value = row.get(name)
         if not isinstance(value, str) or not 1 <= len(value) <= longest or has_nul(value):
             return f"{name} must be a string of 1 to {longest} characters"

@@ -86,6 +86,10 @@ class VendorTask:
     data: dict[str, Any]
 
 
+ROW_TEXT_LIMITS = {"task_ref": 64, "worker_id": 255, "label": 255}
+"""The longest value of each text field of a submitted row (characters; at least 1)."""
+
+
 @dataclass(frozen=True)
 class AnswerRow:
     """One submitted answer."""
