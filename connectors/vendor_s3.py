@@ -43,6 +43,11 @@ class ResultsObject:
     size: int
 
 
+def _etag(response: Mapping[str, Any]) -> str:
+    """An S3 response's or listing's ETag, without its quotes."""
+    return str(response.get("ETag", "")).strip('"')
+
+
 def encode_json(document: Any) -> bytes:
     """Serialize a document the same way every time (sorted keys, compact, UTF-8)."""
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -143,7 +148,7 @@ class VendorBucket:
             response = self.client.put_object(
                 Bucket=self.bucket, Key=key, Body=body, ContentType=content_type
             )
-        return str(response.get("ETag", "")).strip('"')
+        return _etag(response)
 
     def put_batch(self, batch_id: int, tasks: bytes, manifest: Mapping[str, Any]) -> str:
         """Write a batch's tasks, then its manifest; return the manifest's ETag.
@@ -157,19 +162,16 @@ class VendorBucket:
     def list_results(self) -> list[ResultsObject]:
         """List every object under `results/` (all pages); folder markers are left out."""
         prefix = self.results_prefix()
-        found: list[ResultsObject] = []
-        token: dict[str, str] = {}
-        while True:
-            with self._errors("list_objects_v2", prefix):
-                page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, **token)
-            found += [
-                ResultsObject(item["Key"], str(item.get("ETag", "")).strip('"'), item["Size"])
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        with self._errors("list_objects_v2", prefix):
+            return [
+                ResultsObject(item["Key"], _etag(item), item["Size"])
+                for page in pages
                 for item in page.get("Contents", [])
                 if not item["Key"].endswith("/")
             ]
-            if not page.get("IsTruncated"):
-                return found
-            token = {"ContinuationToken": page["NextContinuationToken"]}
 
     def read(self, key: str) -> tuple[bytes, ResultsObject] | None:
         """Return an object's bytes and what was read (its ETag), or None if it is gone."""
@@ -181,7 +183,7 @@ class VendorBucket:
                     return None  # deleted since it was listed
                 raise
             body: bytes = response["Body"].read()
-        return body, ResultsObject(key, str(response.get("ETag", "")).strip('"'), len(body))
+        return body, ResultsObject(key, _etag(response), len(body))
 
     def put_report(self, results_key: str, report: Mapping[str, Any]) -> str:
         """Write the report on a results object; return its key."""
