@@ -90,6 +90,12 @@ class VendorBucket:
             "s3", region_name=self.region, endpoint_url=self.endpoint_url, config=config
         )
 
+    def close(self) -> None:
+        """Close the client's connections, if it was made; a later call makes a new one."""
+        client = self.__dict__.pop("client", None)
+        if client is not None:
+            client.close()
+
     # --- where things go --------------------------------------------------------
 
     def tasks_key(self, batch_id: int) -> str:

@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import Flask, jsonify
 from marshmallow import ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from billing.errors import BillingError, BudgetExceededError, InvoiceImmutableError
@@ -61,6 +61,10 @@ class PayloadTooLargeError(ServiceError):
 class UnsupportedMediaTypeError(ServiceError):
     code = "unsupported_media_type"
 
+
+# PostgreSQL's serialization failure and deadlock: the transaction was rolled back, so
+# nothing of the request was stored and the client may send it again.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 # The only status table: domain and service errors to HTTP statuses.
 STATUS: dict[type[Exception], int] = {
@@ -124,6 +128,19 @@ def register_error_handlers(app: Flask) -> None:
     def on_integrity_error(exc: IntegrityError) -> Any:
         log.info("integrity error: %s", exc.orig)
         return error_response(409, "conflict", "The change conflicts with stored data.")
+
+    @app.errorhandler(OperationalError)
+    def on_operational_error(exc: OperationalError) -> Any:
+        if getattr(exc.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES:
+            return on_unexpected(exc)
+        log.warning("transaction rolled back, client told to retry: %s", exc.orig)
+        response = error_response(
+            503,
+            "retry",
+            "A concurrent change got in the way and nothing was stored; send the request again.",
+        )
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.errorhandler(HTTPException)
     def on_http_exception(exc: HTTPException) -> Any:

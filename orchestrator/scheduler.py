@@ -52,18 +52,27 @@ def expire_leases(session: Session) -> dict[str, int]:
     return {"expired": pool.expire_leases(session)}
 
 
-def refresh_results(session: Session) -> dict[str, int]:
-    """Re-aggregate active projects with new answers and top up their unsure items."""
+def refresh_results(sessions: sessionmaker[Session]) -> dict[str, int]:
+    """Re-aggregate active projects with new answers and top up their unsure items.
+
+    Each project's aggregation and its top-up are transactions of their own. One
+    transaction would hold the items' row locks (taken by aggregation) while waiting for
+    the project's (taken by a budget check), the reverse of answer intake's order.
+    """
     runs = topped_up = 0
-    for project_id in session.scalars(
-        sa.select(Project.id).where(
-            Project.status == "active",
-            sa.exists().where(Answer.project_id == Project.id, Answer.status == "accepted"),
-        )
-    ):
-        summary = aggregation.refresh(session, project_id)
-        runs += int(bool(summary and summary.ran))
-        topped_up += aggregation.top_up(session, project_id)
+    with sessions.begin() as session:
+        project_ids = session.scalars(
+            sa.select(Project.id).where(
+                Project.status == "active",
+                sa.exists().where(Answer.project_id == Project.id, Answer.status == "accepted"),
+            )
+        ).all()
+    for project_id in project_ids:
+        with sessions.begin() as session:
+            summary = aggregation.refresh(session, project_id)
+            runs += int(bool(summary and summary.ran))
+        with sessions.begin() as session:
+            topped_up += aggregation.top_up(session, project_id)
     return {"aggregated": runs, "topped_up": topped_up}
 
 
@@ -155,7 +164,7 @@ def default_jobs(settings: Settings) -> list[Job]:
     """The jobs and their intervals (seconds, from settings)."""
     return [
         Job("expire_leases", expire_leases, settings.expire_interval),
-        Job("refresh_results", refresh_results, settings.aggregate_interval),
+        Job("refresh_results", refresh_results, settings.aggregate_interval, own_transactions=True),
         Job("close_batches", close_batches, settings.close_interval),
         Job("complete_projects", complete_projects, settings.close_interval),
         Job("purge_idempotency_keys", purge_idempotency_keys, 3600),

@@ -94,8 +94,9 @@ def aggregate_project(
         params=project.aggregation_params or None,
         warm_start=warm,
     )
-    _store_items(session, result)
+    # Worker records before items, each in id order: the order answer intake locks them in.
     _store_skills(session, project.id, result.skills_)
+    _store_items(session, result)
     run = AggregationRun(
         project_id=project.id,
         method=project.aggregation_method,
@@ -157,7 +158,7 @@ def _store_items(session: Session, result: Any) -> None:
                 "distribution": result.probas_[item_id],
                 "stopping": result.stopping_confidence_[item_id],
             }
-            for item_id, label in result.labels_.items()
+            for item_id, label in sorted(result.labels_.items())
         ],
     )
 
@@ -170,7 +171,7 @@ def _store_skills(session: Session, project_id: int, skills: dict[Any, float]) -
         sa.update(table)
         .where(table.c.project_id == project_id, table.c.worker_id == sa.bindparam("worker"))
         .values(skill=sa.bindparam("skill")),
-        [{"worker": worker_id, "skill": skill} for worker_id, skill in skills.items()],
+        [{"worker": worker_id, "skill": skill} for worker_id, skill in sorted(skills.items())],
     )
 
 
@@ -183,6 +184,11 @@ def top_up(session: Session, project_id: int) -> int:
     project = get_project(session, project_id)
     if project.status != "active":
         return 0
+    # One top-up of a project at a time (the scheduler's and ops' may overlap), so an item
+    # never gets two. FOR NO KEY UPDATE: answers' key checks on the project row go on.
+    session.execute(
+        sa.select(Project.id).where(Project.id == project.id).with_for_update(key_share=True)
+    )
     live = (
         sa.select(Assignment.item_id)
         .where(Assignment.project_id == project.id, Assignment.status.in_(("open", "leased")))

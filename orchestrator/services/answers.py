@@ -8,7 +8,7 @@ Core statements, each covering every queued answer, and no ORM loads.
 
 import functools
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -248,16 +248,7 @@ class AnswerIntake:
         )
         self._update_worker_records(pending)
         # Last: gold items are shared by every batch, so their row locks are held briefly.
-        item = Item.__table__
-        per_item = Counter(a.slot.item_id for a in pending)
-        bulk.update_rows(
-            self.session,
-            item,
-            [{"item": item_id, "added": per_item[item_id]} for item_id in sorted(per_item)],
-            types={"item": BigId, "added": sa.Integer()},
-            where=lambda row: item.c.id == row.item,
-            values=lambda row: {"answer_count": item.c.answer_count + row.added},
-        )
+        change_answer_counts(self.session, Counter(a.slot.item_id for a in pending))
         self._stored += [
             AcceptedAnswer(answer_id, a.label, was_blocking)
             for a, answer_id, was_blocking in zip(pending, answer_ids, blocked, strict=True)
@@ -372,10 +363,7 @@ def block_worker(session: Session, project: Project, worker_id: int, *, reason: 
         .returning(Answer.assignment_id, Answer.item_id)
         .execution_options(synchronize_session=False)
     ).all()
-    for _, item_id in excluded:
-        session.execute(
-            sa.update(Item).where(Item.id == item_id).values(answer_count=Item.answer_count - 1)
-        )
+    change_answer_counts(session, Counter(item_id for _, item_id in excluded), sign=-1)
     # Billing: excluded answers get reversing ledger entries, never an edit.
     ledger.reverse_excluded_answers(
         session, project_id=project.id, worker_id=worker_id, memo=reason
@@ -383,6 +371,33 @@ def block_worker(session: Session, project: Project, worker_id: int, *, reason: 
     assignment_ids = [assignment_id for assignment_id, _ in excluded if assignment_id]
     if assignment_ids:
         reopen_slots(session, Assignment.id.in_(assignment_ids), ended_status="excluded")
+
+
+def change_answer_counts(session: Session, counts: Mapping[int, int], *, sign: int = 1) -> None:
+    """Add (or with `sign=-1` take away) answers to items' `answer_count`, in one statement.
+
+    The item rows are locked first in id order. Answer intake, exclusions and
+    aggregation all lock items that way, after the worker records they touch, so two
+    of them wait for each other instead of deadlocking.
+    """
+    if not counts:
+        return
+    ids = sorted(counts)
+    session.execute(
+        sa.select(Item.id)
+        .where(bulk.among(session, Item.id, ids))
+        .order_by(Item.id)
+        .with_for_update(key_share=True)  # FOR NO KEY UPDATE: inserts' key checks pass
+    )
+    item = Item.__table__
+    bulk.update_rows(
+        session,
+        item,
+        [{"item": item_id, "added": sign * counts[item_id]} for item_id in ids],
+        types={"item": BigId, "added": sa.Integer()},
+        where=lambda row: item.c.id == row.item,
+        values=lambda row: {"answer_count": item.c.answer_count + row.added},
+    )
 
 
 def reopen_slots(session: Session, condition: sa.ColumnElement[bool], *, ended_status: str) -> int:

@@ -61,7 +61,6 @@ from orchestrator.models import (
     Answer,
     Assignment,
     Batch,
-    Item,
     MTurkBlock,
     MTurkReview,
     Worker,
@@ -69,7 +68,7 @@ from orchestrator.models import (
     Workforce,
 )
 from orchestrator.services import ledger
-from orchestrator.services.answers import reopen_slots
+from orchestrator.services.answers import change_answer_counts, reopen_slots
 from orchestrator.services.collection import store_collected
 from orchestrator.services.dispatch import batch_spec
 from orchestrator.services.workforces import connector_for
@@ -398,10 +397,7 @@ def record_rejection(session: Session, review: MTurkReview) -> None:
         .returning(Answer.assignment_id, Answer.item_id)
         .execution_options(synchronize_session=False)
     ).all()
-    for _, item_id in rows:
-        session.execute(
-            sa.update(Item).where(Item.id == item_id).values(answer_count=Item.answer_count - 1)
-        )
+    change_answer_counts(session, Counter(item_id for _, item_id in rows), sign=-1)
     slots = Assignment.id.in_([slot for slot, _ in rows if slot is not None])
     batch = session.get(Batch, review.batch_id) if review.batch_id else None
     if batch is not None and batch.status not in FINISHED_BATCHES:

@@ -28,7 +28,8 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +65,19 @@ class Target:
     bucket: VendorBucket
 
 
-def list_targets(session: Session) -> list[Target]:
-    """Return the active vendor workforces whose hand-off is `s3`."""
+@contextmanager
+def open_targets(sessions: sessionmaker[Session]) -> Iterator[list[Target]]:
+    """The active S3 vendor workforces; their S3 clients are closed on leaving."""
+    with sessions.begin() as session:
+        targets = _list_targets(session)
+    try:
+        yield targets
+    finally:
+        for target in targets:
+            target.bucket.close()
+
+
+def _list_targets(session: Session) -> list[Target]:
     targets = []
     for workforce in session.scalars(
         sa.select(Workforce)
@@ -154,8 +166,14 @@ def batch_files(session: Session, target: Target, batch_id: int) -> tuple[bytes,
 
 def export_batches(sessions: sessionmaker[Session], *, limit: int = 100) -> dict[str, int]:
     """Write each open batch of an S3 vendor workforce to its bucket once; retry failures."""
+    with open_targets(sessions) as listed:
+        return _export_batches(sessions, {target.workforce_id: target for target in listed}, limit)
+
+
+def _export_batches(
+    sessions: sessionmaker[Session], targets: dict[int, Target], limit: int
+) -> dict[str, int]:
     with sessions.begin() as session:
-        targets = {target.workforce_id: target for target in list_targets(session)}
         written = sa.exists().where(
             VendorS3Object.batch_id == Batch.id,
             VendorS3Object.workforce_id == Batch.workforce_id,
@@ -442,8 +460,13 @@ def _recorded(session: Session, workforce_id: int, keys: Iterable[str]) -> set[t
 
 def ingest_results(sessions: sessionmaker[Session], *, limit: int = 100) -> dict[str, int]:
     """Read new results files from every S3 vendor's bucket, store their answers, report back."""
-    with sessions.begin() as session:
-        targets = list_targets(session)
+    with open_targets(sessions) as targets:
+        return _ingest_results(sessions, targets, limit)
+
+
+def _ingest_results(
+    sessions: sessionmaker[Session], targets: list[Target], limit: int
+) -> dict[str, int]:
     counts: Counter[str] = Counter()
     for target in targets:
         try:

@@ -98,7 +98,9 @@ class Vendor:
 
 @pytest.fixture
 def vendor(s3_server, aws):
-    return Vendor(s3_server.url, f"acme-{uuid.uuid4().hex[:12]}")
+    vendor = Vendor(s3_server.url, f"acme-{uuid.uuid4().hex[:12]}")
+    yield vendor
+    vendor.client.close()
 
 
 class S3Campaign(Campaign):
@@ -437,7 +439,7 @@ def test_results_for_another_vendors_batch_are_refused(
     acme_wf = campaign.s3_workforce("acme-s3", vendor.bucket, url=s3_server.url)
     acme_batch = campaign.batch(acme_wf, max_items=3)
     beta_bucket = f"beta-{uuid.uuid4().hex[:12]}"
-    Vendor(s3_server.url, beta_bucket)
+    Vendor(s3_server.url, beta_bucket).client.close()  # the bucket is all beta needs here
     beta_wf = campaign.s3_workforce("beta-s3", beta_bucket, vendor_name="beta", url=s3_server.url)
     beta_batch = campaign.batch(beta_wf)
     beta_rows = answers_for(campaign, make_key("vendor", vendor="beta"), beta_batch, ["w1"])
@@ -498,11 +500,10 @@ def test_s3_down_is_retried_later_and_nothing_is_lost(
     rows = answers_for(campaign, key, batch_id, ["w1"])
     results_key = f"{PREFIX}results/{batch_id}/late.jsonl"
     vendor.put_rows(results_key, rows)
-    with sessions.begin() as session:
-        [target] = vendor_s3.list_targets(session)
-    [listed] = target.bucket.list_results()
-    assert vendor_s3.ingest_object(sessions, target, listed) == "processed"
-    assert vendor_s3.ingest_object(sessions, target, listed) == "seen"
+    with vendor_s3.open_targets(sessions) as [target]:
+        [listed] = target.bucket.list_results()
+        assert vendor_s3.ingest_object(sessions, target, listed) == "processed"
+        assert vendor_s3.ingest_object(sessions, target, listed) == "seen"
     s3_server.stop()
     try:
         assert _ran(run(sessions, "ingest_s3_results")) == {"unavailable": 1}
@@ -522,12 +523,11 @@ def test_s3_down_is_retried_later_and_nothing_is_lost(
 def test_a_file_deleted_before_it_is_read_is_skipped(campaign, acme, vendor, sessions):
     _, batch_id = acme
     vendor.put_rows(f"{PREFIX}results/{batch_id}/gone.jsonl", [{"task_ref": "t"}])
-    with sessions.begin() as session:
-        [target] = vendor_s3.list_targets(session)
-    [listed] = target.bucket.list_results()
-    vendor.client.delete_object(Bucket=vendor.bucket, Key=listed.key)
-    assert vendor_s3.ingest_object(sessions, target, listed) == "gone"
-    too_big = ResultsObject(listed.key, listed.etag, vendor_s3.MAX_OBJECT_BYTES + 1)
-    assert vendor_s3.ingest_object(sessions, target, too_big) == "refused"
-    assert vendor_s3.write_reports(sessions, target) == 1
+    with vendor_s3.open_targets(sessions) as [target]:
+        [listed] = target.bucket.list_results()
+        vendor.client.delete_object(Bucket=vendor.bucket, Key=listed.key)
+        assert vendor_s3.ingest_object(sessions, target, listed) == "gone"
+        too_big = ResultsObject(listed.key, listed.etag, vendor_s3.MAX_OBJECT_BYTES + 1)
+        assert vendor_s3.ingest_object(sessions, target, too_big) == "refused"
+        assert vendor_s3.write_reports(sessions, target) == 1
     assert vendor.report(batch_id, "gone")["reason"].startswith("larger than")

@@ -33,13 +33,13 @@ def test_expire_job_reopens_expired_leases(campaign, session):
     assert scheduler.expire_leases(session) == {"expired": 0}
 
 
-def test_refresh_and_close_jobs(campaign, session):
+def test_refresh_and_close_jobs(campaign, session, sessions):
     campaign.import_items(3)
     campaign.dispatch()
     campaign.work_until_done([campaign.worker("a"), campaign.worker("b")])
-    assert scheduler.refresh_results(session)["aggregated"] == 1
+    assert scheduler.refresh_results(sessions)["aggregated"] == 1
     assert session.scalar(sa.select(sa.func.count()).select_from(AggregationRun)) == 1
-    assert scheduler.refresh_results(session)["aggregated"] == 0  # nothing new
+    assert scheduler.refresh_results(sessions)["aggregated"] == 0  # nothing new
     assert scheduler.close_batches(session) == {"completed": 1, "overdue_slots_withdrawn": 0}
     assert session.scalar(sa.select(Batch.status)) == "completed"
 

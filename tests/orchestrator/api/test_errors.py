@@ -1,6 +1,8 @@
 """The one JSON error envelope, for every kind of error."""
 
+import psycopg
 import pytest
+from sqlalchemy.exc import OperationalError
 
 
 def assert_envelope(response, status, code):
@@ -73,3 +75,28 @@ def test_unexpected_error_is_500_without_internals(failing_app):
     error = assert_envelope(response, 500, "internal_error")
     assert "hunter2" not in response.get_data(as_text=True)
     assert error["details"] == {}
+
+
+@pytest.fixture
+def conflicting_app(app):
+    @app.get("/deadlock")
+    def deadlock():
+        raise OperationalError("UPDATE item ...", {}, psycopg.errors.DeadlockDetected("deadlock"))
+
+    @app.get("/disk-full")
+    def disk_full():
+        raise OperationalError("INSERT ...", {}, psycopg.errors.DiskFull("no space left"))
+
+    return app
+
+
+def test_deadlock_is_503_with_retry_after(conflicting_app):
+    response = conflicting_app.test_client().get("/deadlock")
+    assert_envelope(response, 503, "retry")
+    assert response.headers["Retry-After"] == "1"
+
+
+def test_other_database_failures_stay_500(conflicting_app):
+    response = conflicting_app.test_client().get("/disk-full")
+    assert_envelope(response, 500, "internal_error")
+    assert "Retry-After" not in response.headers
