@@ -5,13 +5,14 @@ sets up a project (10% gold), a vendor workforce with a rate card, and dispatche
 the items in a few batches. Client threads then POST the answers (each task gets
 `overlap` answers from distinct vendor workers; gold answered right, so nobody is
 blocked) to `POST /api/v1/vendor/batches/{id}/answers` in requests of
-`--rows-per-request` rows, each with its own Idempotency-Key. Every row must be
+`--rows-per-request` rows (by default the most one request may carry, as a vendor
+uploading a backlog would send them), each with its own Idempotency-Key. Every row must be
 accepted. The baseline inserts the same answer rows, read back from the database,
 into a scratch copy of the answer table (same unique constraints) with raw psycopg
 `executemany` and ON CONFLICT DO NOTHING, in the same run. One JSON object per line.
 
     .venv/bin/python bench/vendor_ingest.py [--quick] [--items N] [--clients 3]
-        [--rows-per-request 2000] [--server-workers 3] [--server-threads 1]
+        [--rows-per-request 5000] [--server-workers 3] [--server-threads 1]
 """
 
 import argparse
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa  # noqa: E402
 
 from bench.assign import percentile  # noqa: E402
+from orchestrator.api.vendor import MAX_ROWS  # noqa: E402
 from orchestrator.db import make_engine  # noqa: E402
 from tests.support.http_client import ApiClient  # noqa: E402
 from tests.support.live_server import create_key, fresh_database, running_server  # noqa: E402
@@ -232,7 +234,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="6,000 items instead of 30,000")
     parser.add_argument("--items", type=int)
     parser.add_argument("--clients", type=int, default=3)
-    parser.add_argument("--rows-per-request", type=int, default=2000)
+    parser.add_argument("--rows-per-request", type=int, default=MAX_ROWS)
     parser.add_argument("--server-workers", type=int, default=3)
     parser.add_argument("--server-threads", type=int, default=1)
     args = parser.parse_args()
