@@ -295,6 +295,7 @@ def _record_counts(
     vendor_quality.record_submission(
         session,
         current_principal(),
+        vendor_id=_vendor_id(),
         batch_id=batch_id,
         rows=len(rows),
         accepted=len(accepted),

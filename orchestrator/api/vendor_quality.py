@@ -52,7 +52,9 @@ class VendorQualitySchema(Schema):
         required=True,
         metadata={"description": "Gold figures count closed batches only (a vendor's own view)"},
     )
-    submissions = fields.Integer(required=True, metadata={"description": "Bulk submissions"})
+    submissions = fields.Integer(
+        required=True, metadata={"description": "Bulk submissions and S3 results files read"}
+    )
     rows_submitted = fields.Integer(required=True)
     rows_rejected = fields.Integer(required=True)
     rejected_share = fields.Float(required=True, allow_none=True)

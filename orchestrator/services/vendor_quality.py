@@ -7,9 +7,9 @@ Figures per vendor, over all of its vendor workforces:
   `quality.gold`. The vendor's own view counts only batches that are closed
   (completed or cancelled): live figures would tell a vendor which task was gold
   (submit one row, watch the count move);
-- rejected rows: rows refused in bulk submissions / rows submitted. Each
-  submission's counts are kept in the audit log (`vendor.submission`, by the
-  calling key, whose vendor they count for), with the reason codes;
+- rejected rows: rows refused / rows submitted, through the bulk endpoint and in
+  results files read from the vendor's S3 bucket. Each submission's counts are kept
+  in the audit log (`vendor.submission`, with the vendor), with the reason codes;
 - answers per hour: answers stored in the last 24 hours / 24 (a rolling window,
   so a burst of seconds does not read as thousands an hour);
 - late batches: of the batches with a `due_at` (cancelled ones aside), those still
@@ -71,14 +71,19 @@ class VendorQuality:
 
 def record_submission(
     session: Session,
-    principal: Principal,
+    principal: Principal | None,
     *,
+    vendor_id: int,
     batch_id: int,
     rows: int,
     accepted: int,
     rejected_codes: list[str],
 ) -> None:
-    """Record the counts of one bulk submission in the audit log, in the caller's transaction."""
+    """Record the counts of one submission in the audit log, in the caller's transaction.
+
+    `principal` is the vendor's key for the bulk endpoint, None for a results file read
+    from the vendor's S3 bucket; both count in the vendor's figures.
+    """
     reasons = dict(sorted(Counter(rejected_codes).items()))
     audit.record(
         session,
@@ -86,6 +91,7 @@ def record_submission(
         SUBMISSION,
         "batch",
         batch_id,
+        vendor_id=vendor_id,
         rows=rows,
         accepted=accepted,
         rejected=len(rejected_codes),
@@ -127,10 +133,17 @@ def _submissions(session: Session, vendor_id: int) -> tuple[int, int, int, dict[
             for code in REJECT_CODES
         ),
     ]
+    # Events before the vendor was recorded in them are the vendor's keys' only.
     row = session.execute(
         sa.select(*sums)
-        .join(ApiKey, ApiKey.id == AuditEvent.api_key_id)
-        .where(AuditEvent.action == SUBMISSION, ApiKey.vendor_id == vendor_id)
+        .outerjoin(ApiKey, ApiKey.id == AuditEvent.api_key_id)
+        .where(
+            AuditEvent.action == SUBMISSION,
+            sa.or_(
+                details["vendor_id"].as_integer() == vendor_id,
+                sa.and_(details["vendor_id"].as_integer().is_(None), ApiKey.vendor_id == vendor_id),
+            ),
+        )
     ).one()
     count, rows, rejected, *by_code = (int(value) for value in row)
     reasons = {code: n for code, n in zip(REJECT_CODES, by_code, strict=True) if n}

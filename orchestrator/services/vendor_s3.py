@@ -43,7 +43,7 @@ from connectors.vendor_s3 import ResultsObject, VendorBucket, encode_json
 from orchestrator.db import has_nul, utcnow
 from orchestrator.errors import ConflictError, NotFoundError
 from orchestrator.models import Batch, VendorS3Object, Workforce
-from orchestrator.services import vendors
+from orchestrator.services import vendor_quality, vendors
 from orchestrator.services.answers import MAX_TIME_SPENT_MS
 from orchestrator.services.workforces import connector_for
 
@@ -331,6 +331,15 @@ def process_results(
         report.update(accepted=[], rejected=[])
         return refuse(exc.message)
     report["rejected"].sort(key=lambda row: row["line"])
+    vendor_quality.record_submission(
+        session,
+        None,
+        vendor_id=target.vendor_id,
+        batch_id=batch_id,
+        rows=len(lines),
+        accepted=len(report["accepted"]),
+        rejected_codes=[row["code"] for row in report["rejected"]],
+    )
     report["status"] = "processed"
     report["accepted_count"] = len(report["accepted"])
     report["rejected_count"] = len(report["rejected"])

@@ -431,6 +431,14 @@ def test_bad_rows_are_rejected_with_a_reason_in_the_report(
     assert rejected[7]["reason"].startswith("time_spent_ms")
     assert rejected[8]["reason"] == "not a JSON object"
     assert campaign.count(Answer, Answer.batch_id == batch_id) == 1
+    # The file counts in the vendor's figures as a bulk submission would.
+    figures = campaign.client.get("/api/v1/vendor/quality", headers=key).get_json()
+    assert (figures["submissions"], figures["rows_submitted"], figures["rows_rejected"]) == (
+        1,
+        7,
+        6,
+    )
+    assert figures["rejected_by_reason"] == {"invalid_label": 1, "unknown_task": 1}
 
 
 def test_results_for_another_vendors_batch_are_refused(

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.db import utcnow
-from orchestrator.models import AuditEvent, Batch
+from orchestrator.models import AuditEvent, Batch, Vendor
 from quality.gold import wilson_interval
 from tests.orchestrator.api.test_vendor import VendorCampaign
 
@@ -167,7 +167,14 @@ def test_submission_counts_are_kept_per_calling_key(campaign, make_key, session)
     event = session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "vendor.submission"))
     assert event.entity_type == "batch" and event.entity_id == str(batch)
     assert event.role == "vendor" and event.api_key_id is not None
-    assert event.details == {"rows": 1, "accepted": 1, "rejected": 0, "reasons": {}}
+    vendor_id = session.scalar(sa.select(Vendor.id).where(Vendor.name == "acme"))
+    assert event.details == {
+        "vendor_id": vendor_id,
+        "rows": 1,
+        "accepted": 1,
+        "rejected": 0,
+        "reasons": {},
+    }
     # A request refused as a whole (unknown batch) checks no rows and records nothing.
     assert (
         campaign.submit(
@@ -181,3 +188,32 @@ def test_submission_counts_are_kept_per_calling_key(campaign, make_key, session)
         )
         == 1
     )
+
+
+def test_submissions_recorded_before_the_vendor_was_kept_count_by_their_key(
+    campaign, make_key, session, client
+):
+    workforce = campaign.vendor_workforce("acme")
+    beta_workforce = campaign.vendor_workforce("beta")
+    batch = campaign.vendor_batch(workforce, max_items=3)
+    key = make_key("vendor", vendor="acme")
+    ref = campaign.tasks(key, batch)[0]["task_ref"]
+    row = {"task_ref": ref, "worker_id": "w9", "label": "dog"}
+    assert campaign.submit(key, batch, [row]).status_code == 200
+    event = session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "vendor.submission"))
+    older = {name: value for name, value in event.details.items() if name != "vendor_id"}
+    session.add(
+        AuditEvent(
+            api_key_id=event.api_key_id,
+            role="vendor",
+            action=event.action,
+            entity_type="batch",
+            entity_id=event.entity_id,
+            details=older | {"rows": 4, "rejected": 3},
+        )
+    )
+    session.commit()
+    acme = quality(client, key)
+    assert (acme["submissions"], acme["rows_submitted"], acme["rows_rejected"]) == (2, 5, 3)
+    beta = quality(client, campaign.ops, vendor_id_of(campaign, beta_workforce))
+    assert (beta["vendor"], beta["submissions"], beta["rows_submitted"]) == ("beta", 0, 0)
