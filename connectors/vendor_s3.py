@@ -106,6 +106,10 @@ class VendorBucket:
         """The key of a batch's manifest."""
         return f"{self.prefix}batches/{batch_id}/manifest.json"
 
+    def closure_key(self, batch_id: int) -> str:
+        """The key of the notice that a batch is closed (completed or cancelled)."""
+        return f"{self.prefix}batches/{batch_id}/closed.json"
+
     def results_prefix(self, batch_id: int | None = None) -> str:
         """Where the vendor puts results (of one batch, when given)."""
         return f"{self.prefix}results/" + ("" if batch_id is None else f"{batch_id}/")
@@ -164,6 +168,10 @@ class VendorBucket:
         """
         self.put(self.tasks_key(batch_id), tasks, "application/x-ndjson")
         return self.put(self.manifest_key(batch_id), encode_json(manifest), "application/json")
+
+    def put_closure(self, batch_id: int, notice: Mapping[str, Any]) -> str:
+        """Write the notice that a batch is closed; return its ETag."""
+        return self.put(self.closure_key(batch_id), encode_json(notice), "application/json")
 
     def list_results(self) -> list[ResultsObject]:
         """List every object under `results/` (all pages); folder markers are left out."""

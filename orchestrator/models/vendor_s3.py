@@ -9,11 +9,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from orchestrator.db import Base, JSONDocument, utcnow
 from orchestrator.models.types import BigId, UtcDateTime
 
-# manifest: a batch written to the bucket (the manifest's key and ETag);
-# results: a results file read from it (each version, by ETag, once).
-S3_OBJECT_KINDS = ("manifest", "results")
-# written: a manifest in the bucket; reporting: a results file's answers are stored and
-# its report is still to be written (the next run retries); reported: the report is written.
+# manifest: a batch written to the bucket (the manifest's key and ETag); closure: the
+# notice that an exported batch closed; results: a results file read from it (each
+# version, by ETag, once).
+S3_OBJECT_KINDS = ("manifest", "closure", "results")
+# written: a manifest or closure notice in the bucket; reporting: a results file's answers
+# are stored and its report is still to be written (the next run retries); reported: the
+# report is written.
 S3_OBJECT_STATUSES = ("written", "reporting", "reported")
 # What became of a results file: processed (its rows went through the bulk checks, each
 # accepted or rejected) or refused whole (no batch of this workforce, too big, not text).

@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,6 +55,7 @@ MAX_ROWS = 50_000
 CHUNK_ROWS = 5_000  # rows per submit_answers call: the bulk endpoint's own limit
 ROW_FIELDS = ("task_ref", "worker_id", "label", "time_spent_ms")
 INVALID_ROW = "invalid_row"
+CLOSED_BATCH = ("completed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -165,61 +167,106 @@ def batch_files(session: Session, target: Target, batch_id: int) -> tuple[bytes,
 
 
 def export_batches(sessions: sessionmaker[Session], *, limit: int = 100) -> dict[str, int]:
-    """Write each open batch of an S3 vendor workforce to its bucket once; retry failures."""
+    """Write open batches of S3 vendor workforces to their buckets, and notices when they close.
+
+    Each batch is written once, and an exported batch that completes or is cancelled gets
+    `batches/{id}/closed.json` once; what failed is retried next run.
+    """
     with open_targets(sessions) as listed:
-        return _export_batches(sessions, {target.workforce_id: target for target in listed}, limit)
+        targets = {target.workforce_id: target for target in listed}
+        counts: Counter[str] = Counter()
+        down: set[int] = set()  # workforces whose bucket just failed: the rest waits
+        for kind, status in (("manifest", vendors.OPEN_BATCH), ("closure", CLOSED_BATCH)):
+            with sessions.begin() as session:
+                due = _due(session, targets, kind, status, limit)
+            for batch_id, workforce_id in due:
+                etag = _write(sessions, targets[workforce_id], kind, batch_id, down)
+                counts["exported" if kind == "manifest" else "closed"] += etag is not None
+                counts["unavailable"] += etag is None
+        return {name: count for name, count in counts.items() if count}
 
 
-def _export_batches(
-    sessions: sessionmaker[Session], targets: dict[int, Target], limit: int
-) -> dict[str, int]:
-    with sessions.begin() as session:
-        written = sa.exists().where(
+def _due(
+    session: Session, targets: dict[int, Target], kind: str, status: Sequence[str], limit: int
+) -> list[Any]:
+    """The batches in `status` of the targets' workforces that still need a `kind` object.
+
+    A closure notice is only for a batch whose manifest was written: a batch the vendor
+    never saw needs none.
+    """
+
+    def recorded(of_kind: str) -> Any:
+        return sa.exists().where(
             VendorS3Object.batch_id == Batch.id,
             VendorS3Object.workforce_id == Batch.workforce_id,
-            VendorS3Object.kind == "manifest",
+            VendorS3Object.kind == of_kind,
         )
-        due = session.execute(
-            sa.select(Batch.id, Batch.workforce_id)
-            .where(
-                Batch.workforce_id.in_(list(targets)),
-                Batch.status.in_(vendors.OPEN_BATCH),
-                ~written,
-            )
-            .order_by(Batch.id)
-            .limit(limit)
+
+    wanted = [Batch.workforce_id.in_(list(targets)), Batch.status.in_(status), ~recorded(kind)]
+    if kind == "closure":
+        wanted.append(recorded("manifest"))
+    return list(
+        session.execute(
+            sa.select(Batch.id, Batch.workforce_id).where(*wanted).order_by(Batch.id).limit(limit)
         ).all()
-    counts: Counter[str] = Counter()
-    down: set[int] = set()
-    for batch_id, workforce_id in due:
-        if workforce_id in down:  # its bucket just failed: leave the rest to the next run
-            counts["unavailable"] += 1
-            continue
-        target = targets[workforce_id]
-        with sessions.begin() as session:
+    )
+
+
+def _write(
+    sessions: sessionmaker[Session], target: Target, kind: str, batch_id: int, down: set[int]
+) -> str | None:
+    """Write a batch's manifest (with its tasks) or closure notice and record it.
+
+    Returns the object's ETag, or None when the bucket failed (or failed earlier in
+    this run): it is tried again next run.
+    """
+    if target.workforce_id in down:
+        return None
+    bucket = target.bucket
+    with sessions.begin() as session:
+        if kind == "manifest":
             tasks, manifest = batch_files(session, target, batch_id)
-        try:
-            etag = target.bucket.put_batch(batch_id, tasks, manifest)
-        except WorkforceUnavailableError as exc:
-            log.warning(
-                "S3 batch export failed; retried next run",
-                extra={"workforce_id": workforce_id, "batch_id": batch_id, "error": exc.message},
-            )
-            down.add(workforce_id)
-            counts["unavailable"] += 1
-            continue
-        with sessions.begin() as session:
-            _record(
-                session,
-                workforce_id=workforce_id,
-                batch_id=batch_id,
-                kind="manifest",
-                key=target.bucket.manifest_key(batch_id),
-                etag=etag,
-                status="written",
-            )
-        counts["exported"] += 1
-    return dict(counts)
+            write, key = partial(bucket.put_batch, batch_id, tasks, manifest), bucket.manifest_key
+        else:
+            notice = closure_notice(session, batch_id)
+            write, key = partial(bucket.put_closure, batch_id, notice), bucket.closure_key
+    try:
+        etag = write()
+    except WorkforceUnavailableError as exc:
+        log.warning(
+            "S3 batch export failed; retried next run",
+            extra={
+                "workforce_id": target.workforce_id,
+                "batch_id": batch_id,
+                "object": kind,
+                "error": exc.message,
+            },
+        )
+        down.add(target.workforce_id)
+        return None
+    with sessions.begin() as session:
+        _record(
+            session,
+            workforce_id=target.workforce_id,
+            batch_id=batch_id,
+            kind=kind,
+            key=key(batch_id),
+            etag=etag,
+            status="written",
+        )
+    return etag
+
+
+def closure_notice(session: Session, batch_id: int) -> dict[str, Any]:
+    """What `batches/{id}/closed.json` says: the batch's final status and when it closed."""
+    status, closed_at = session.execute(
+        sa.select(Batch.status, Batch.completed_at).where(Batch.id == batch_id)
+    ).one()
+    return {
+        "batch_id": batch_id,
+        "status": status,
+        "closed_at": closed_at.isoformat() if closed_at else None,
+    }
 
 
 # --- results in -----------------------------------------------------------------

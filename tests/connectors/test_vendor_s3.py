@@ -333,6 +333,27 @@ def _ran(changed):
 # --- results in ---------------------------------------------------------------------
 
 
+def test_a_closed_batch_gets_one_notice_if_the_vendor_saw_it(campaign, acme, vendor, sessions):
+    workforce_id, batch_id = acme
+    assert _ran(run(sessions, "export_s3_batches")) == {"exported": 1}
+    cancel = campaign.client.post(f"/api/v1/batches/{batch_id}/cancel", headers=campaign.ops)
+    assert cancel.status_code == 200, cancel.get_json()
+    # A batch cancelled before it was exported was never seen: it gets no notice.
+    unseen = campaign.batch(workforce_id)
+    cancel = campaign.client.post(f"/api/v1/batches/{unseen}/cancel", headers=campaign.ops)
+    assert cancel.status_code == 200, cancel.get_json()
+    assert _ran(run(sessions, "export_s3_batches")) == {"closed": 1}
+    notice = json.loads(vendor.get(f"{PREFIX}batches/{batch_id}/closed.json"))
+    assert (notice["batch_id"], notice["status"]) == (batch_id, "cancelled")
+    assert datetime.fromisoformat(notice["closed_at"]).tzinfo is not None
+    assert not any(key.startswith(f"{PREFIX}batches/{unseen}/") for key in vendor.keys())
+    assert _ran(run(sessions, "export_s3_batches")) == {}
+    kinds = campaign.session.scalars(
+        sa.select(VendorS3Object.kind).where(VendorS3Object.batch_id == batch_id)
+    ).all()
+    assert sorted(kinds) == ["closure", "manifest"]
+
+
 def test_results_are_stored_scored_and_ledgered_once(campaign, acme, vendor, sessions, make_key):
     workforce_id, batch_id = acme
     key = make_key("vendor", vendor="acme")
