@@ -133,7 +133,7 @@ def _submissions(session: Session, vendor_id: int) -> tuple[int, int, int, dict[
             for code in REJECT_CODES
         ),
     ]
-    # Events before the vendor was recorded in them are the vendor's keys' only.
+    # Events recorded before they named their vendor count for their key's vendor.
     row = session.execute(
         sa.select(*sums)
         .outerjoin(ApiKey, ApiKey.id == AuditEvent.api_key_id)

@@ -188,7 +188,7 @@ def export_batches(sessions: sessionmaker[Session], *, limit: int = 100) -> dict
 
 def _due(
     session: Session, targets: dict[int, Target], kind: str, status: Sequence[str], limit: int
-) -> list[Any]:
+) -> Sequence[Any]:
     """The batches in `status` of the targets' workforces that still need a `kind` object.
 
     A closure notice is only for a batch whose manifest was written: a batch the vendor
@@ -205,11 +205,9 @@ def _due(
     wanted = [Batch.workforce_id.in_(list(targets)), Batch.status.in_(status), ~recorded(kind)]
     if kind == "closure":
         wanted.append(recorded("manifest"))
-    return list(
-        session.execute(
-            sa.select(Batch.id, Batch.workforce_id).where(*wanted).order_by(Batch.id).limit(limit)
-        ).all()
-    )
+    return session.execute(
+        sa.select(Batch.id, Batch.workforce_id).where(*wanted).order_by(Batch.id).limit(limit)
+    ).all()
 
 
 def _write(
