@@ -288,7 +288,8 @@ def test_malformed_answers_are_refused(frame: pd.DataFrame, error: type[Exceptio
     "params",
     [{"max_iters": 5}, {"max_iter": -1}, {"max_iter": 2.5}, {"max_iter": True},
      {"tol": float("nan")}, {"confusion_off_diagonal_pseudo_count": -0.1},
-     {"stopping_diagonal_pseudo_count": "2"}],
+     {"stopping_diagonal_pseudo_count": "2"}, {"stopping_max_accuracy": 0.0},
+     {"stopping_max_accuracy": 1.01}],
 )  # fmt: skip
 def test_bad_parameters_are_refused(params: dict) -> None:
     with pytest.raises(InvalidParameterError):
@@ -332,6 +333,39 @@ def test_stopping_confidence_is_less_overconfident_than_the_posterior() -> None:
     assert stopping < raw
     assert abs(stopping - accuracy) < abs(raw - accuracy) - 0.05
     np.testing.assert_allclose(fit.stopping_posteriors.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def _near_perfect_workers_and_one_split() -> pd.DataFrame:
+    """Three workers agree on 400 tasks (half a, half b), then split 2-1 on task "split"."""
+    rows = [
+        (f"t{task}", worker, "ab"[task % 2]) for task in range(400) for worker in ("w1", "w2", "w3")
+    ]
+    rows += [("split", "w1", "a"), ("split", "w2", "a"), ("split", "w3", "b")]
+    return pd.DataFrame(rows, columns=["task", "worker", "label"])
+
+
+def test_stopping_posterior_caps_worker_accuracy() -> None:
+    # Fitted at about 0.995, the one net answer puts the split task above 0.99, enough to
+    # stop it; capped at 0.92, it stays near 0.92 and keeps buying.
+    answers = _near_perfect_workers_and_one_split()
+    uncapped = fit_dawid_skene(answers, labels=["a", "b"], params={"stopping_max_accuracy": 1.0})
+    capped = fit_dawid_skene(answers, labels=["a", "b"])
+    split = capped.tasks.get_loc("split")
+    assert uncapped.stopping_posteriors[split, 0] > 0.99
+    assert capped.stopping_posteriors[split, 0] == pytest.approx(0.92, abs=0.005)
+    # Three unanimous answers stay above the target: the cap does not stop clear items.
+    assert capped.stopping_posteriors[capped.tasks.get_loc("t0"), 0] > 0.999
+    # Only the stopping posterior changes.
+    np.testing.assert_array_equal(capped.posteriors, uncapped.posteriors)
+    np.testing.assert_allclose(capped.stopping_posteriors.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_stopping_cap_leaves_workers_below_it_alone() -> None:
+    answers, _, labels = synthetic_crowd(300, n_workers=20, overlap=3, seed=3)
+    # Every smoothed row stays below 0.99 here: 300 tasks spread over 20 workers.
+    high = fit_dawid_skene(answers, labels=labels, params={"stopping_max_accuracy": 0.99})
+    uncapped = fit_dawid_skene(answers, labels=labels, params={"stopping_max_accuracy": 1.0})
+    np.testing.assert_array_equal(high.stopping_posteriors, uncapped.stopping_posteriors)
 
 
 # --- warm start -------------------------------------------------------------------------------
@@ -470,4 +504,5 @@ def test_params_defaults_are_documented_values() -> None:
         1.0,
         2.0,
     )
+    assert params.stopping_max_accuracy == 0.92
     assert params.confusion_diagonal_pseudo_count > params.confusion_off_diagonal_pseudo_count > 0
