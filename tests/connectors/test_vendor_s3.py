@@ -454,11 +454,8 @@ def test_bad_rows_are_rejected_with_a_reason_in_the_report(
     assert campaign.count(Answer, Answer.batch_id == batch_id) == 1
     # The file counts in the vendor's figures as a bulk submission would.
     figures = campaign.client.get("/api/v1/vendor/quality", headers=key).get_json()
-    assert (figures["submissions"], figures["rows_submitted"], figures["rows_rejected"]) == (
-        1,
-        7,
-        6,
-    )
+    counted = (figures["submissions"], figures["rows_submitted"], figures["rows_rejected"])
+    assert counted == (1, 7, 6)
     assert figures["rejected_by_reason"] == {"invalid_label": 1, "unknown_task": 1}
 
 

@@ -29,7 +29,7 @@ def _bearer(secret: str) -> dict[str, str]:
 
 
 def _campaign(client, url: str) -> int:
-    """Three items, overlap 2; w1 answers all three, w2 two of them. Return the project id."""
+    """Three items, overlap 2, dispatched to an internal pool; return the project id."""
     ops = _bearer(create_key(url, "ops"))
     project = client.post(
         "/api/v1/projects",
