@@ -285,7 +285,7 @@ class AnswerIntake:
             rows,
             lambda insert: insert.returning(table.c.id, table.c.assignment_id),
         )
-        ids = {row.assignment_id: row.id for row in stored}
+        ids = {row.assignment_id: row.id for row in stored.all()}
         return [ids[a.slot.id] for a in pending]
 
     def _update_worker_records(self, pending: list[NewAnswer]) -> None:

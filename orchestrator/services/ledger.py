@@ -207,7 +207,7 @@ def record_accepted_answers(
             .join(Workforce, Workforce.id == A.c.workforce_id)
             .outerjoin(CARD_TABLE, CARD_TABLE.c.id == latest_card_id(Workforce.id, accepted_at))
             .where(bulk.among(session, A.c.id, [answer.slot.id for answer in answers]))
-        )
+        ).all()
     }
     prices: dict[tuple[Any, ...], Pricing] = {}
     for row in rows.values():

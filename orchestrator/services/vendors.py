@@ -358,7 +358,7 @@ def submit_answers(
         # A slot another request is filling right now is skipped, never waited for.
         slots_query = slots_query.with_for_update(skip_locked=True)
     open_slots: dict[int, deque[Any]] = defaultdict(deque)
-    for slot in session.execute(slots_query):
+    for slot in session.execute(slots_query).all():
         open_slots[slot.item_id].append(slot)
     gold_labels = dict(
         session.execute(
