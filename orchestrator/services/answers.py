@@ -374,11 +374,11 @@ def block_worker(session: Session, project: Project, worker_id: int, *, reason: 
 
 
 def change_answer_counts(session: Session, counts: Mapping[int, int], *, sign: int = 1) -> None:
-    """Add (or with `sign=-1` take away) answers to items' `answer_count`, in one statement.
+    """Add (or with `sign=-1` take away) answers to items' `answer_count`, in one update.
 
-    The item rows are locked first in id order. Answer intake, exclusions and
-    aggregation all lock items that way, after the worker records they touch, so two
-    of them wait for each other instead of deadlocking.
+    The item rows are locked first, in id order. Aggregation also writes items in id
+    order, and both lock items after the worker records they touch, so an answer and an
+    aggregation wait for each other instead of deadlocking.
     """
     if not counts:
         return
