@@ -99,7 +99,12 @@ class ProjectCreateSchema(ProjectUpdateSchema):
     gold_rate = fields.Float(
         load_default=0.1, validate=validate.Range(min=0, max=1, max_inclusive=False)
     )
-    gold_accuracy_threshold = fields.Float(load_default=0.6, validate=validate.Range(min=0, max=1))
+    gold_accuracy_threshold = fields.Float(
+        validate=validate.Range(min=0, max=1),
+        metadata={
+            "description": "Default: 20% of the way from guessing to perfect (0.6 on two labels)."
+        },
+    )
     gold_min_answers = fields.Integer(load_default=10, validate=validate.Range(min=1, max=10_000))
     exclude_blocked_answers = fields.Boolean(load_default=True)
     aggregation_method = Text(load_default="dawid_skene", validate=validate.OneOf(METHODS))

@@ -27,7 +27,8 @@ class Project(Base):
     max_overlap: Mapped[int | None] = mapped_column(sa.Integer)
     confidence_target: Mapped[float] = mapped_column(sa.Float, default=0.99)
     gold_rate: Mapped[float] = mapped_column(sa.Float, default=0.1)
-    gold_accuracy_threshold: Mapped[float] = mapped_column(sa.Float, default=0.6)
+    # No column default: create_project sets it from the number of labels.
+    gold_accuracy_threshold: Mapped[float] = mapped_column(sa.Float)
     gold_min_answers: Mapped[int] = mapped_column(sa.Integer, default=10)
     exclude_blocked_answers: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     aggregation_method: Mapped[str] = mapped_column(sa.String(40), default="dawid_skene")

@@ -10,6 +10,7 @@ from billing.money import to_micros
 from orchestrator.db import utcnow
 from orchestrator.errors import ConflictError, InvalidInputError, NotFoundError
 from orchestrator.models import Answer, Item, Project
+from quality.gold import default_accuracy_threshold
 
 MONEY_FIELDS = {"reward": "reward_micros", "budget": "budget_micros"}
 
@@ -24,7 +25,12 @@ def _store_money(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_project(session: Session, **values: Any) -> Project:
-    """Create a project from validated settings (money as Decimal)."""
+    """Create a project from validated settings (money as Decimal).
+
+    Without a `gold_accuracy_threshold`, the project gets the default for its number of
+    labels (``quality.gold.default_accuracy_threshold``).
+    """
+    values.setdefault("gold_accuracy_threshold", default_accuracy_threshold(len(values["labels"])))
     project = Project(**_store_money(values))
     session.add(project)
     session.flush()

@@ -6,7 +6,13 @@ import pandas as pd
 import pytest
 
 from quality.errors import InvalidAnswersError, InvalidParameterError
-from quality.gold import GoldStats, gold_stats_by_worker, should_block, wilson_interval
+from quality.gold import (
+    GoldStats,
+    default_accuracy_threshold,
+    gold_stats_by_worker,
+    should_block,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize(
@@ -81,6 +87,27 @@ def test_should_block_edge_thresholds() -> None:
     assert should_block(50, 0, threshold=0.0, min_answers=1) is False
     # 0.55 * 100 is 55.00000000000001 in floating point; 55 of 100 is not below 55%.
     assert should_block(100, 55, threshold=0.55, min_answers=1) is False
+
+
+@pytest.mark.parametrize(
+    ("labels", "threshold"), [(1, 1.0), (2, 0.6), (3, 0.466667), (4, 0.4), (5, 0.36), (10, 0.28)]
+)
+def test_default_accuracy_threshold_is_a_fifth_of_the_way_from_guessing(labels, threshold):
+    assert default_accuracy_threshold(labels) == threshold
+
+
+def test_default_accuracy_threshold_keeps_a_useful_four_label_worker():
+    # 50% right on four labels is twice guessing: blocked by 0.6, kept by the default.
+    assert should_block(20, 10, threshold=0.6, min_answers=10) is True
+    assert should_block(20, 10, threshold=default_accuracy_threshold(4), min_answers=10) is False
+    # A worker who guesses among four labels (25%) is still blocked.
+    assert should_block(20, 5, threshold=default_accuracy_threshold(4), min_answers=10) is True
+
+
+@pytest.mark.parametrize("labels", [0, -2, 2.0, True, "4"])
+def test_default_accuracy_threshold_refuses_bad_label_counts(labels):
+    with pytest.raises(InvalidParameterError):
+        default_accuracy_threshold(labels)
 
 
 @pytest.mark.parametrize(

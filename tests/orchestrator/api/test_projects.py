@@ -21,11 +21,19 @@ def test_create_needs_only_name_and_labels(client, ops):
     assert project["overlap"] == 3
     assert project["max_overlap"] == 5
     assert project["gold_rate"] == 0.1
+    assert project["gold_accuracy_threshold"] == 0.6
     assert project["aggregation_method"] == "dawid_skene"
     assert project["reward"] == "0.00"
     assert project["currency"] == "USD"
     assert project["budget"] is None
     assert project["status"] == "active"
+
+
+@pytest.mark.parametrize(("labels", "threshold"), [(["a", "b", "c", "d"], 0.4), (["a"] * 1, 1.0)])
+def test_gold_threshold_defaults_by_label_count_unless_given(client, ops, labels, threshold):
+    assert create(client, ops, labels=labels).get_json()["gold_accuracy_threshold"] == threshold
+    given = create(client, ops, labels=labels, gold_accuracy_threshold=0.7).get_json()
+    assert given["gold_accuracy_threshold"] == 0.7
 
 
 def test_money_round_trips_as_exact_strings(client, ops):
