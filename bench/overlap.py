@@ -25,7 +25,13 @@ data sets end within 0.5 accuracy points of the baseline while buying at most 70
 50% of the answers, and the mean accuracy gain over fixed overlap at equal spend (points),
 next to the targets of issue 4 (7 and 4 of the 9 data sets; +1 point).
 
-    .venv/bin/python bench/overlap.py [--quick] [--seed N] [--jobs N] [--datasets a,b]
+The seed decides the shuffled answer order and the honeypots, and single runs swing with
+it (a data set of a hundred scored items moves a point per item). ``--seeds 0-4`` runs
+several seeds: one line per data set and seed, one summary per seed, then a last line
+with the mean counts over the seeds and how many seeds met each target.
+
+    .venv/bin/python bench/overlap.py [--quick] [--seed N | --seeds A-B] [--jobs N]
+                                      [--datasets a,b]
 """
 
 from __future__ import annotations
@@ -189,11 +195,41 @@ def summarize(lines: list[dict[str, Any]], seconds: float, *, full: bool) -> dic
     return summary
 
 
+def summarize_seeds(summaries: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """Average the per-seed summaries: mean counts and the seeds that met each target."""
+    seeds = len(summaries)
+    line: dict[str, Any] = {"bench": "overlap", "case": "seeds", "seeds": seeds}
+    for key, (_, needed) in TARGETS.items():
+        counts = [summary[f"within_half_point_{key}"] for summary in summaries]
+        line[f"within_half_point_{key}_per_seed"] = counts
+        line[f"within_half_point_{key}_mean"] = round(sum(counts) / seeds, 2)
+        line[f"seeds_meeting_{key}_target"] = sum(count >= needed for count in counts)
+    gains = [summary["mean_gain_over_fixed_overlap_points"] for summary in summaries]
+    line["mean_gain_over_fixed_overlap_points"] = round(sum(gains) / seeds, 2)
+    line["seeds_meeting_gain_target"] = sum(gain >= TARGET_GAIN_POINTS for gain in gains)
+    line["seconds"] = round(seconds, 1)
+    return line
+
+
+def _seed_range(text: str) -> list[int]:
+    """Parse ``A-B`` (inclusive) or a single seed."""
+    first, _, last = text.partition("-")
+    try:
+        seeds = list(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected A-B or N, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"empty seed range {text!r}")
+    return seeds
+
+
 def main() -> None:
     """Run the benchmark and print one JSON line per data set, then the summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two small data sets")
-    parser.add_argument("--seed", type=int, default=0, help="shuffle and honeypot seed")
+    seed = parser.add_mutually_exclusive_group()
+    seed.add_argument("--seed", type=int, default=0, help="shuffle and honeypot seed")
+    seed.add_argument("--seeds", type=_seed_range, help="several seeds, A-B inclusive")
     parser.add_argument(
         "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="data sets run in parallel"
     )
@@ -202,19 +238,26 @@ def main() -> None:
     names = QUICK_DATASETS if args.quick else DATASETS
     if args.datasets:
         names = [name for name in args.datasets.split(",") if name]
+    seeds = args.seeds or [args.seed]
     started = time.perf_counter()
-    lines: dict[str, dict[str, Any]] = {}
+    lines: dict[tuple[int, str], dict[str, Any]] = {}
     # Largest first, so the long campaigns start at once and the small ones fill in.
     order = sorted(names, key=lambda name: -(datasets_dir() / name / "answers.csv").stat().st_size)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {pool.submit(measure, name, args.seed): name for name in order}
+        futures = [pool.submit(measure, name, seed) for seed in seeds for name in order]
         for future in as_completed(futures):
             line = future.result()
-            lines[line["case"]] = line
+            lines[(line["seed"], line["case"])] = line
             print(json.dumps(line), flush=True)
     full = not args.quick and not args.datasets
-    ordered = [lines[name] for name in names]
-    print(json.dumps(summarize(ordered, time.perf_counter() - started, full=full)), flush=True)
+    summaries = []
+    for seed in seeds:
+        ordered = [lines[(seed, name)] for name in names]
+        summary = summarize(ordered, time.perf_counter() - started, full=full) | {"seed": seed}
+        summaries.append(summary)
+        print(json.dumps(summary), flush=True)
+    if len(seeds) > 1:
+        print(json.dumps(summarize_seeds(summaries, time.perf_counter() - started)), flush=True)
 
 
 if __name__ == "__main__":
