@@ -171,12 +171,17 @@ def _within(line: dict[str, Any], ratio: float) -> bool:
     return exact >= -WITHIN_POINTS / 100 - 1e-12 and line["ratio"] <= ratio
 
 
-def summarize(lines: list[dict[str, Any]], seconds: float, *, full: bool) -> dict[str, Any]:
-    """Count the data sets that meet each target and the mean gain over fixed overlap."""
+def _mean_gain_points(lines: list[dict[str, Any]]) -> float:
+    """Mean accuracy gain over fixed overlap at equal spend, in points, unrounded."""
     gains = [
         (line["correct"] - line["fixed_overlap_correct"]) / line["scored_items"] for line in lines
     ]
-    mean_gain = 100 * sum(gains) / len(gains) if gains else 0.0
+    return 100 * sum(gains) / len(gains) if gains else 0.0
+
+
+def summarize(lines: list[dict[str, Any]], seconds: float, *, full: bool) -> dict[str, Any]:
+    """Count the data sets that meet each target and the mean gain over fixed overlap."""
+    mean_gain = _mean_gain_points(lines)
     summary: dict[str, Any] = {"bench": "overlap", "case": "summary", "datasets": len(lines)}
     for key, (ratio, needed) in TARGETS.items():
         cases = sorted(line["case"] for line in lines if _within(line, ratio))
@@ -195,18 +200,21 @@ def summarize(lines: list[dict[str, Any]], seconds: float, *, full: bool) -> dic
     return summary
 
 
-def summarize_seeds(summaries: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
-    """Average the per-seed summaries: mean counts and the seeds that met each target."""
-    seeds = len(summaries)
-    line: dict[str, Any] = {"bench": "overlap", "case": "seeds", "seeds": seeds}
-    for key, (_, needed) in TARGETS.items():
-        counts = [summary[f"within_half_point_{key}"] for summary in summaries]
+def summarize_seeds(
+    by_seed: dict[int, list[dict[str, Any]]], seconds: float, *, full: bool
+) -> dict[str, Any]:
+    """Over several seeds: each target's count per seed, its mean, and the seeds meeting it."""
+    line: dict[str, Any] = {"bench": "overlap", "case": "seeds", "seeds": sorted(by_seed)}
+    for key, (ratio, needed) in TARGETS.items():
+        counts = [sum(_within(one, ratio) for one in lines) for lines in by_seed.values()]
         line[f"within_half_point_{key}_per_seed"] = counts
-        line[f"within_half_point_{key}_mean"] = round(sum(counts) / seeds, 2)
-        line[f"seeds_meeting_{key}_target"] = sum(count >= needed for count in counts)
-    gains = [summary["mean_gain_over_fixed_overlap_points"] for summary in summaries]
-    line["mean_gain_over_fixed_overlap_points"] = round(sum(gains) / seeds, 2)
-    line["seeds_meeting_gain_target"] = sum(gain >= TARGET_GAIN_POINTS for gain in gains)
+        line[f"within_half_point_{key}_mean"] = round(sum(counts) / len(counts), 2)
+        if full:
+            line[f"seeds_meeting_{key}_target"] = sum(count >= needed for count in counts)
+    gains = [_mean_gain_points(lines) for lines in by_seed.values()]
+    line["mean_gain_over_fixed_overlap_points"] = round(sum(gains) / len(gains), 2)
+    if full:
+        line["seeds_meeting_gain_target"] = sum(gain >= TARGET_GAIN_POINTS for gain in gains)
     line["seconds"] = round(seconds, 1)
     return line
 
@@ -224,12 +232,14 @@ def _seed_range(text: str) -> list[int]:
 
 
 def main() -> None:
-    """Run the benchmark and print one JSON line per data set, then the summary."""
+    """Run the benchmark: a JSON line per data set and seed, a summary per seed, the means."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two small data sets")
-    seed = parser.add_mutually_exclusive_group()
-    seed.add_argument("--seed", type=int, default=0, help="shuffle and honeypot seed")
-    seed.add_argument("--seeds", type=_seed_range, help="several seeds, A-B inclusive")
+    seed_group = parser.add_mutually_exclusive_group()
+    seed_group.add_argument("--seed", type=int, default=0, help="shuffle and honeypot seed")
+    seed_group.add_argument(
+        "--seeds", type=_seed_range, help="several seeds, A-B inclusive (A, B >= 0)"
+    )
     parser.add_argument(
         "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="data sets run in parallel"
     )
@@ -241,23 +251,24 @@ def main() -> None:
     seeds = args.seeds or [args.seed]
     started = time.perf_counter()
     lines: dict[tuple[int, str], dict[str, Any]] = {}
-    # Largest first, so the long campaigns start at once and the small ones fill in.
+    # Largest first (every seed's), so the long campaigns start at once and the small ones
+    # fill in.
     order = sorted(names, key=lambda name: -(datasets_dir() / name / "answers.csv").stat().st_size)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(measure, name, seed) for seed in seeds for name in order]
+        futures = [pool.submit(measure, name, seed) for name in order for seed in seeds]
         for future in as_completed(futures):
             line = future.result()
             lines[(line["seed"], line["case"])] = line
             print(json.dumps(line), flush=True)
     full = not args.quick and not args.datasets
-    summaries = []
-    for seed in seeds:
-        ordered = [lines[(seed, name)] for name in names]
-        summary = summarize(ordered, time.perf_counter() - started, full=full) | {"seed": seed}
-        summaries.append(summary)
-        print(json.dumps(summary), flush=True)
+    seconds = time.perf_counter() - started
+    by_seed = {seed: [lines[(seed, name)] for name in names] for seed in seeds}
+    for seed, ordered in by_seed.items():
+        # One seed: the run's wall time; several: the seconds of that seed's campaigns.
+        spent = seconds if len(seeds) == 1 else sum(line["seconds"] for line in ordered)
+        print(json.dumps(summarize(ordered, spent, full=full) | {"seed": seed}), flush=True)
     if len(seeds) > 1:
-        print(json.dumps(summarize_seeds(summaries, time.perf_counter() - started)), flush=True)
+        print(json.dumps(summarize_seeds(by_seed, seconds, full=full)), flush=True)
 
 
 if __name__ == "__main__":

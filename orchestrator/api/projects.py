@@ -102,7 +102,8 @@ class ProjectCreateSchema(ProjectUpdateSchema):
     gold_accuracy_threshold = fields.Float(
         validate=validate.Range(min=0, max=1),
         metadata={
-            "description": "Default: 20% of the way from guessing to perfect (0.6 on two labels)."
+            "description": "Default: 20% of the way from guessing to perfect (0.6 on two "
+            "labels, 0.4 on four), set at creation; changing labels later keeps it."
         },
     )
     gold_min_answers = fields.Integer(load_default=10, validate=validate.Range(min=1, max=10_000))

@@ -28,9 +28,11 @@ def create_project(session: Session, **values: Any) -> Project:
     """Create a project from validated settings (money as Decimal).
 
     Without a `gold_accuracy_threshold`, the project gets the default for its number of
-    labels (``quality.gold.default_accuracy_threshold``).
+    labels (`quality.gold.default_accuracy_threshold`), set once: a later change of labels
+    keeps it.
     """
-    values.setdefault("gold_accuracy_threshold", default_accuracy_threshold(len(values["labels"])))
+    if "gold_accuracy_threshold" not in values:
+        values["gold_accuracy_threshold"] = default_accuracy_threshold(len(values["labels"]))
     project = Project(**_store_money(values))
     session.add(project)
     session.flush()

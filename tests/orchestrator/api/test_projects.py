@@ -29,7 +29,7 @@ def test_create_needs_only_name_and_labels(client, ops):
     assert project["status"] == "active"
 
 
-@pytest.mark.parametrize(("labels", "threshold"), [(["a", "b", "c", "d"], 0.4), (["a"] * 1, 1.0)])
+@pytest.mark.parametrize(("labels", "threshold"), [(["a", "b", "c", "d"], 0.4), (["a"], 1.0)])
 def test_gold_threshold_defaults_by_label_count_unless_given(client, ops, labels, threshold):
     assert create(client, ops, labels=labels).get_json()["gold_accuracy_threshold"] == threshold
     given = create(client, ops, labels=labels, gold_accuracy_threshold=0.7).get_json()
