@@ -10,6 +10,9 @@ from orchestrator.db import Base, JSONDocument, utcnow
 from orchestrator.models.types import BigId, UtcDateTime
 
 BATCH_STATUSES = ("created", "published", "in_progress", "completed", "cancelled")
+# open: out with the workforce, taking answers; closed: ended, for good.
+OPEN_BATCH_STATUSES = ("published", "in_progress")
+CLOSED_BATCH_STATUSES = ("completed", "cancelled")
 # open: waiting for a worker; leased: held by one; answered; expired/released: a lease that
 # ended without an answer (a fresh open row replaces it, so history keeps who saw what);
 # excluded: its answer was excluded (a fresh open row reopens the slot); cancelled.

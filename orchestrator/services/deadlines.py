@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from orchestrator.db import utcnow
 from orchestrator.models import Batch, OutboxMessage, Workforce
+from orchestrator.models.batches import OPEN_BATCH_STATUSES
 from orchestrator.services import webhooks
 
 DUE_SOON = "batch.due_soon"
-OPEN_BATCH = ("published", "in_progress")
 
 
 def announce_due_soon(
@@ -37,7 +37,7 @@ def announce_due_soon(
         .where(
             Workforce.kind == "vendor",
             Workforce.config["handoff"].as_string() == "webhook",
-            Batch.status.in_(OPEN_BATCH),
+            Batch.status.in_(OPEN_BATCH_STATUSES),
             Batch.due_at > now,
             Batch.due_at <= now + lead,
             ~announced,

@@ -21,7 +21,7 @@ from connectors.base import BatchSpec, Connector, SubmissionRef, TaskSpec
 from orchestrator.db import refresh_statistics, utcnow
 from orchestrator.errors import ConflictError, NotFoundError
 from orchestrator.models import Assignment, Batch, BatchItem, Item, Project, Workforce
-from orchestrator.models.batches import LIVE_STATUSES
+from orchestrator.models.batches import CLOSED_BATCH_STATUSES, LIVE_STATUSES
 from orchestrator.services import budgets, webhooks
 from orchestrator.services.projects import get_project
 from orchestrator.services.workforces import connector_for, get_workforce
@@ -221,7 +221,7 @@ def cancel_batch(session: Session, batch_id: int) -> Batch:
     batch = session.scalar(sa.select(Batch).where(Batch.id == batch_id).with_for_update())
     if batch is None:
         raise NotFoundError(f"batch {batch_id} not found")
-    if batch.status in ("completed", "cancelled"):
+    if batch.status in CLOSED_BATCH_STATUSES:
         raise ConflictError(f"batch {batch_id} is already {batch.status}")
     session.execute(
         sa.update(Assignment)

@@ -67,6 +67,7 @@ from orchestrator.models import (
     WorkerProject,
     Workforce,
 )
+from orchestrator.models.batches import CLOSED_BATCH_STATUSES
 from orchestrator.services import ledger
 from orchestrator.services.answers import change_answer_counts, reopen_slots
 from orchestrator.services.collection import store_collected
@@ -77,7 +78,6 @@ log = logging.getLogger("quorum.mturk")
 
 LARGE = MTURK_LARGE_HIT_ASSIGNMENTS  # HITs this big pay MTurk's extra 20%
 REVIEWED_BATCHES = ("published", "in_progress", "completed", "cancelled")
-FINISHED_BATCHES = ("completed", "cancelled")
 REJECTED_FOR_QUALITY = (
     "Rejected: your answers to this task's known-answer check questions were too often "
     "wrong ({reason}). Thank you for your time."
@@ -136,7 +136,7 @@ def _review_workforce(
             outcome = _review_one(sessions, workforce_id, connector, batch, found)
             if outcome is not None:
                 counts[outcome] += 1
-        if batch.status in FINISHED_BATCHES:
+        if batch.status in CLOSED_BATCH_STATUSES:
             counts["batches_closed"] += _close(sessions, connector, batch)
         else:
             counts["assignments_added"] += _top_up(sessions, connector, batch)
@@ -400,7 +400,7 @@ def record_rejection(session: Session, review: MTurkReview) -> None:
     change_answer_counts(session, Counter(item_id for _, item_id in rows), sign=-1)
     slots = Assignment.id.in_([slot for slot, _ in rows if slot is not None])
     batch = session.get(Batch, review.batch_id) if review.batch_id else None
-    if batch is not None and batch.status not in FINISHED_BATCHES:
+    if batch is not None and batch.status not in CLOSED_BATCH_STATUSES:
         reopen_slots(session, slots, ended_status="excluded")
     else:
         # A finished batch takes no more answers: the items become pending again.

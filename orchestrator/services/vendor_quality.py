@@ -35,14 +35,14 @@ from orchestrator.models import (
     Vendor,
     Workforce,
 )
+from orchestrator.models.batches import CLOSED_BATCH_STATUSES, OPEN_BATCH_STATUSES
 from orchestrator.services import audit
 from orchestrator.services.keys import Principal
-from orchestrator.services.vendors import OPEN_BATCH, REJECT_CODES
+from orchestrator.services.vendors import REJECT_CODES
 from quality.gold import GoldStats
 
 SUBMISSION = "vendor.submission"
 THROUGHPUT_WINDOW = timedelta(hours=24)
-CLOSED_BATCH = ("completed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,9 @@ def _gold(session: Session, vendor_id: int, *, closed_only: bool) -> GoldStats:
         )
     )
     if closed_only:
-        query = query.join(Batch, Batch.id == Answer.batch_id).where(Batch.status.in_(CLOSED_BATCH))
+        query = query.join(Batch, Batch.id == Answer.batch_id).where(
+            Batch.status.in_(CLOSED_BATCH_STATUSES)
+        )
     answers, correct = session.execute(query).one()
     return GoldStats.from_counts(int(answers), int(correct))
 
@@ -169,7 +171,7 @@ def _batches(session: Session, vendor_id: int, now: datetime) -> tuple[int, int,
         .scalar_subquery()
     )
     withdrawn = sa.exists().where(Assignment.batch_id == Batch.id, Assignment.status == "cancelled")
-    open_late = sa.and_(Batch.status.in_(OPEN_BATCH), Batch.due_at <= now)
+    open_late = sa.and_(Batch.status.in_(OPEN_BATCH_STATUSES), Batch.due_at <= now)
     completed_late = sa.and_(
         Batch.status == "completed", sa.or_(withdrawn, last_answer > Batch.due_at)
     )

@@ -44,6 +44,7 @@ from connectors.vendor_s3 import ResultsObject, VendorBucket, encode_json
 from orchestrator.db import has_nul, utcnow
 from orchestrator.errors import ConflictError, NotFoundError
 from orchestrator.models import Batch, VendorS3Object, Workforce
+from orchestrator.models.batches import CLOSED_BATCH_STATUSES, OPEN_BATCH_STATUSES
 from orchestrator.services import vendor_quality, vendors
 from orchestrator.services.answers import MAX_TIME_SPENT_MS
 from orchestrator.services.workforces import connector_for
@@ -55,7 +56,6 @@ MAX_ROWS = 50_000
 CHUNK_ROWS = 5_000  # rows per submit_answers call: the bulk endpoint's own limit
 ROW_FIELDS = ("task_ref", "worker_id", "label", "time_spent_ms")
 INVALID_ROW = "invalid_row"
-CLOSED_BATCH = ("completed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,10 @@ def export_batches(sessions: sessionmaker[Session], *, limit: int = 100) -> dict
         targets = {target.workforce_id: target for target in listed}
         counts: Counter[str] = Counter()
         down: set[int] = set()  # workforces whose bucket just failed: the rest waits
-        for kind, status in (("manifest", vendors.OPEN_BATCH), ("closure", CLOSED_BATCH)):
+        for kind, status in (
+            ("manifest", OPEN_BATCH_STATUSES),
+            ("closure", CLOSED_BATCH_STATUSES),
+        ):
             with sessions.begin() as session:
                 due = _due(session, targets, kind, status, limit)
             for batch_id, workforce_id in due:

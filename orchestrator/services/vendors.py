@@ -39,10 +39,10 @@ from orchestrator.models import (
     Worker,
     Workforce,
 )
+from orchestrator.models.batches import OPEN_BATCH_STATUSES
 from orchestrator.services import bulk
 from orchestrator.services.answers import AnswerIntake, NewAnswer, Slot
 
-OPEN_BATCH = ("published", "in_progress")
 A = Assignment.__table__
 
 # Why a row was refused; each reason tells the vendor what to do.
@@ -165,7 +165,7 @@ def list_batches(
     """Return a page of the vendor's batches (`status="open"`: published or in progress)."""
     query = _vendor_batches(vendor_id)
     if status == "open":
-        query = query.where(Batch.status.in_(OPEN_BATCH))
+        query = query.where(Batch.status.in_(OPEN_BATCH_STATUSES))
     elif status is not None:
         query = query.where(Batch.status == status)
     total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
@@ -280,7 +280,7 @@ def submit_answers(
         RowsRejectedError: `atomic` and at least one row was refused; nothing stored.
     """
     batch = _scoped_batch(session, vendor_id, batch_id)
-    if batch.status not in OPEN_BATCH:
+    if batch.status not in OPEN_BATCH_STATUSES:
         raise ConflictError(
             f"batch {batch_id} is {batch.status}; it takes no more answers",
             details={"batch": [batch.status]},
