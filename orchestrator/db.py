@@ -1,6 +1,7 @@
 """Database plumbing: declarative base, engines with the SQLite fixes, sessions."""
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -103,12 +104,25 @@ def refresh_statistics(session: Session, rows_written: int, *tables: type[Base])
     session.execute(sa.text(f"ANALYZE {names}"))
 
 
-def has_nul(value: Any) -> bool:
-    """Whether a JSON-like value holds a NUL character, which PostgreSQL cannot store."""
+# Text no backend can store: NUL (PostgreSQL refuses it) and unpaired UTF-16 surrogates,
+# which a JSON "\\ud800" escape decodes to and which cannot be encoded as UTF-8.
+_UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_TEXT_MESSAGE = (
+    "must not contain NUL (\\u0000) characters or unpaired surrogates (\\ud800-\\udfff)"
+)
+
+
+def is_storable_text(text: str) -> bool:
+    """Whether a string can be stored on every backend (no NUL, no unpaired surrogate)."""
+    return _UNSTORABLE_CHARACTER.search(text) is None
+
+
+def has_unstorable_text(value: Any) -> bool:
+    """Whether a JSON-like value holds a string (key or value) that no backend can store."""
     if isinstance(value, str):
-        return "\x00" in value
+        return not is_storable_text(value)
     if isinstance(value, dict):
-        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+        return any(has_unstorable_text(k) or has_unstorable_text(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(has_nul(v) for v in value)
+        return any(has_unstorable_text(v) for v in value)
     return False

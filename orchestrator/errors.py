@@ -3,7 +3,7 @@
 import logging
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
@@ -148,6 +148,20 @@ def register_error_handlers(app: Flask) -> None:
         messages = getattr(exc, "data", {}).get("messages") if hasattr(exc, "data") else None
         if exc.code == 422 and messages is not None:
             return error_response(422, "validation_error", "Invalid input.", _flatten(messages))
+        if exc.code == 400 and messages is not None and "json" in messages:
+            # webargs could not decode the body: say so, and name the body as the field.
+            cause = getattr(exc, "exc", None)  # the decoding error, which says where
+            reason = f"not valid JSON: {cause}" if cause else "not valid JSON"
+            return error_response(
+                400, "bad_request", "The request body is not valid JSON.", {"body": [reason]}
+            )
+        if exc.code == 413 and request.max_content_length is not None:
+            return error_response(
+                413,
+                "request_entity_too_large",
+                "The request body is too large.",
+                {"body": [f"longer than {request.max_content_length} bytes"]},
+            )
         code = (exc.name or "error").lower().replace(" ", "_")
         return error_response(exc.code or 500, code, exc.description or exc.name or "Error.")
 

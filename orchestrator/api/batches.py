@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, pre_dump, validate
 from sqlalchemy.orm import Session
 
-from orchestrator.api.common import Money, authorize, current_principal, with_session
+from orchestrator.api.common import INSTANTS, Money, authorize, current_principal, with_session
 from orchestrator.models.batches import BATCH_STATUSES
 from orchestrator.services import audit, dispatch, reports
 
@@ -31,7 +31,9 @@ class DispatchSchema(Schema):
         metadata={"description": "Dispatch at most this many pending items."},
     )
     due_at = fields.AwareDateTime(
-        default_timezone=None, metadata={"description": "When the workforce should be done."}
+        default_timezone=None,
+        validate=INSTANTS,
+        metadata={"description": "When the workforce should be done."},
     )
 
 

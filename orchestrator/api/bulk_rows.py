@@ -2,12 +2,12 @@
 
 marshmallow spends tens of microseconds on each row of a nested list, which is most
 of a bulk submission's time in Python. `BulkRows` first checks each row against a
-plan drawn from the row schema (keys, types, lengths, ranges, NUL characters); when
+plan drawn from the row schema (keys, types, lengths, ranges, storable text); when
 every row passes, the rows are taken as loaded. A single row that does not pass
 sends the whole list through the schema, so every error is reported exactly as the
 schema reports it. Only flat schemas of strings and integers get a plan; any other
-schema always goes through marshmallow. A string with a NUL character always goes
-through the schema too (`Text` refuses it; a plain String may accept it).
+schema always goes through marshmallow. A string with a NUL character or an unpaired surrogate
+always goes through the schema too (`Text` refuses it; a plain String may accept it).
 """
 
 from dataclasses import dataclass
@@ -16,6 +16,7 @@ from typing import Any
 from marshmallow import Schema, fields, missing, validate
 
 from orchestrator.api.common import Text
+from orchestrator.db import is_storable_text
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class BulkRows(fields.List):
                 return None
             size = value
             if check.kind is str:
-                if "\x00" in value:
+                if not is_storable_text(value):
                     return None
                 size = len(value)
             if (check.low is not None and size < check.low) or (

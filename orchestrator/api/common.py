@@ -3,6 +3,7 @@
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import wraps
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.routing import IntegerConverter
 
 from billing.money import MoneyError, format_amount, parse_amount
-from orchestrator.db import has_nul, utcnow
+from orchestrator.db import UNSTORABLE_TEXT_MESSAGE, has_unstorable_text, utcnow
 from orchestrator.errors import ForbiddenError, UnauthenticatedError
 from orchestrator.services.keys import Principal, authenticate, hash_key
 from orchestrator.settings import Settings
@@ -24,6 +25,15 @@ SETTINGS = "orchestrator.settings"
 # a key revoked by another process stops working within this many seconds
 # (at once in the process that revokes it, and at once when it expires).
 KEY_CACHE_SECONDS = 5.0
+# Request bodies: JSON requests stay small (a full bulk submission of 5,000 answers is
+# about 3 MB), so a body past this is refused (413) before it is read and parsed. Item
+# imports stream files and may be far larger.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
+# Instants a client may give (dates, deadlines): every backend stores them and adds to them.
+INSTANTS = validate.Range(
+    min=datetime(1970, 1, 1, tzinfo=UTC), max=datetime(9000, 1, 1, tzinfo=UTC)
+)
 
 
 def sessions() -> sessionmaker[Session]:
@@ -146,26 +156,23 @@ class Money(fields.String):
         return None if value is None else format_amount(value)
 
 
-NUL_MESSAGE = "must not contain NUL (\\u0000) characters"
-
-
 class Text(fields.String):
-    """A string that can be stored on every backend (no NUL characters)."""
+    """A string that can be stored on every backend (no NUL, no unpaired surrogate)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text: str = super()._deserialize(value, attr, data, **kwargs)
-        if has_nul(text):
-            raise ValidationError(NUL_MESSAGE)
+        if has_unstorable_text(text):
+            raise ValidationError(UNSTORABLE_TEXT_MESSAGE)
         return text
 
 
 class JsonObject(fields.Dict):
-    """A JSON object that can be stored on every backend (no NUL characters inside)."""
+    """A JSON object that can be stored on every backend (no such characters inside)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         result = super()._deserialize(value, attr, data, **kwargs)
-        if has_nul(result):
-            raise ValidationError(NUL_MESSAGE)
+        if has_unstorable_text(result):
+            raise ValidationError(UNSTORABLE_TEXT_MESSAGE)
         return result
 
 

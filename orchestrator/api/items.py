@@ -9,6 +9,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import Session
 
 from orchestrator.api.common import (
+    MAX_UPLOAD_BYTES,
     PageQuerySchema,
     authorize,
     current_principal,
@@ -121,6 +122,7 @@ class ProjectItems(MethodView):
     def post(self, query: dict[str, Any], project_id: int) -> Any:
         """Import items; idempotent on external_id."""
         fmt = format_for(request.content_type)
+        request.max_content_length = MAX_UPLOAD_BYTES  # a file, streamed: not MAX_BODY_BYTES
         settings = current_settings()
         with sessions().begin() as session:
             report = items.import_items(

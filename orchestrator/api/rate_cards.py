@@ -1,6 +1,5 @@
 """Rate cards: a workforce's dated prices and fee terms (ops writes, finance reads)."""
 
-from datetime import UTC, datetime
 from typing import Any
 
 from flask.views import MethodView
@@ -8,7 +7,14 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import Session
 
-from orchestrator.api.common import Money, Text, authorize, current_principal, with_session
+from orchestrator.api.common import (
+    INSTANTS,
+    Money,
+    Text,
+    authorize,
+    current_principal,
+    with_session,
+)
 from orchestrator.services import audit, rate_cards
 
 bp = Blueprint("rate_cards", __name__, url_prefix="/api/v1/workforces", description="Rate cards")
@@ -16,9 +22,6 @@ bp = Blueprint("rate_cards", __name__, url_prefix="/api/v1/workforces", descript
 READERS = ("admin", "ops", "finance")
 WRITERS = ("admin", "ops")
 CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="must be a 3-letter ISO 4217 code such as USD")
-INSTANTS = validate.Range(
-    min=datetime(1970, 1, 1, tzinfo=UTC), max=datetime(9000, 1, 1, tzinfo=UTC)
-)
 
 
 class FeeTermsSchema(Schema):

@@ -11,7 +11,12 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from orchestrator.db import has_nul, refresh_statistics, utcnow
+from orchestrator.db import (
+    UNSTORABLE_TEXT_MESSAGE,
+    has_unstorable_text,
+    refresh_statistics,
+    utcnow,
+)
 from orchestrator.errors import ConflictError, InvalidInputError
 from orchestrator.models import Item
 from orchestrator.services.item_formats import RawRows, RowProblem
@@ -133,8 +138,8 @@ def _problem(line: int, raw: dict[str, Any], labels: frozenset[str]) -> RowProbl
     if not isinstance(raw["data"], dict):
         return RowProblem(line, "data", "must be an object")
     for name in ROW_FIELDS & set(raw):
-        if has_nul(raw[name]):
-            return RowProblem(line, name, "must not contain NUL (\\u0000) characters")
+        if has_unstorable_text(raw[name]):
+            return RowProblem(line, name, UNSTORABLE_TEXT_MESSAGE)
     gold = raw.get("gold_label")
     if gold is not None and gold not in labels:
         return RowProblem(line, "gold_label", f"{gold!r} is not one of the project's labels")

@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from orchestrator.db import utcnow
+from orchestrator.db import is_storable_text, utcnow
 from orchestrator.errors import ConflictError, ForbiddenError, NotFoundError
 from orchestrator.models import (
     Assignment,
@@ -375,9 +375,14 @@ def _lease_gold(
 
 
 def _leased_slots(session: Session, tokens: list[str]) -> dict[str, sa.Row]:
-    """Read (and on PostgreSQL lock, in id order) the slots leased under these tokens."""
+    """Read (and on PostgreSQL lock, in id order) the slots leased under these tokens.
+
+    A token no backend could store (a NUL, say, from a URL) names no lease: it is left out
+    rather than sent to the database, which would refuse it.
+    """
     query = _leased_slots_query(session.get_bind().dialect.name)
-    return {slot.lease_token: slot for slot in session.execute(query, {"tokens": tokens})}
+    storable = [token for token in tokens if is_storable_text(token)]
+    return {slot.lease_token: slot for slot in session.execute(query, {"tokens": storable})}
 
 
 @functools.cache

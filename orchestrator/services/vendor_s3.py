@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from connectors.base import ConnectorError, WorkforceUnavailableError
 from connectors.vendor import VendorConnector
 from connectors.vendor_s3 import ResultsObject, VendorBucket, encode_json
-from orchestrator.db import has_nul, utcnow
+from orchestrator.db import UNSTORABLE_TEXT_MESSAGE, is_storable_text, utcnow
 from orchestrator.errors import ConflictError, NotFoundError
 from orchestrator.models import Batch, VendorS3Object, Workforce
 from orchestrator.models.batches import CLOSED_BATCH_STATUSES, OPEN_BATCH_STATUSES
@@ -286,8 +286,10 @@ def parse_row(line: str) -> vendors.AnswerRow | str:
         return f"unknown field {unknown[0]!r}; fields are: {', '.join(ROW_FIELDS)}"
     for name, longest in vendors.ROW_TEXT_LIMITS.items():
         value = row.get(name)
-        if not isinstance(value, str) or not 1 <= len(value) <= longest or has_nul(value):
+        if not isinstance(value, str) or not 1 <= len(value) <= longest:
             return f"{name} must be a string of 1 to {longest} characters"
+        if not is_storable_text(value):
+            return f"{name} {UNSTORABLE_TEXT_MESSAGE}"
     spent = row.get("time_spent_ms")
     if spent is not None and (
         isinstance(spent, bool) or not isinstance(spent, int) or not 0 <= spent <= MAX_TIME_SPENT_MS
@@ -297,12 +299,13 @@ def parse_row(line: str) -> vendors.AnswerRow | str:
 
 
 def _text_field(line: str, name: str) -> str | None:
+    """A refused row's text field, to echo in the report; None if it cannot be stored."""
     try:
         row = json.loads(line)
     except ValueError:
         return None
     value = row.get(name) if isinstance(row, dict) else None
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and is_storable_text(value) else None
 
 
 def _report(obj: ResultsObject, batch_id: int | None) -> dict[str, Any]:

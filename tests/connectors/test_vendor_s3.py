@@ -19,6 +19,7 @@ from connectors.base import ConnectorConfigError
 from connectors.vendor import VendorConnector
 from connectors.vendor_s3 import ResultsObject
 from orchestrator import scheduler
+from orchestrator.db import UNSTORABLE_TEXT_MESSAGE
 from orchestrator.models import Answer, Batch, LedgerEntry, VendorS3Object
 from orchestrator.services import vendor_s3
 from orchestrator.settings import Settings
@@ -428,11 +429,12 @@ def test_bad_rows_are_rejected_with_a_reason_in_the_report(
             {**other, "task_ref": "t_nope"},
             {**other, "time_spent_ms": -1},
             ["a", "list"],
+            {**other, "worker_id": "w\ud800"},  # valid JSON, but no backend stores it
         ],
     )
     assert _ran(run(sessions, "ingest_s3_results")) == {"processed": 1, "reported": 1}
     report = vendor.report(batch_id, "mixed")
-    assert (report["rows"], report["accepted_count"], report["rejected_count"]) == (7, 1, 6)
+    assert (report["rows"], report["accepted_count"], report["rejected_count"]) == (8, 1, 7)
     assert (
         report["accepted"][0]["line"] == 1 and report["accepted"][0]["task_ref"] == good["task_ref"]
     )
@@ -444,6 +446,7 @@ def test_bad_rows_are_rejected_with_a_reason_in_the_report(
         6: "unknown_task",
         7: "invalid_row",
         8: "invalid_row",
+        9: "invalid_row",
     }
     assert rejected[2]["reason"].startswith("not JSON")
     assert rejected[3]["reason"].startswith("unknown field 'worker'")
@@ -451,11 +454,13 @@ def test_bad_rows_are_rejected_with_a_reason_in_the_report(
     assert "horse" in rejected[5]["reason"] and "t_nope" in rejected[6]["reason"]
     assert rejected[7]["reason"].startswith("time_spent_ms")
     assert rejected[8]["reason"] == "not a JSON object"
+    assert rejected[9]["reason"] == f"worker_id {UNSTORABLE_TEXT_MESSAGE}"
+    assert (rejected[9]["task_ref"], rejected[9]["worker_id"]) == (other["task_ref"], None)
     assert campaign.count(Answer, Answer.batch_id == batch_id) == 1
     # The file counts in the vendor's figures as a bulk submission would.
     figures = campaign.client.get("/api/v1/vendor/quality", headers=key).get_json()
     counted = (figures["submissions"], figures["rows_submitted"], figures["rows_rejected"])
-    assert counted == (1, 7, 6)
+    assert counted == (1, 8, 7)
     assert figures["rejected_by_reason"] == {"invalid_label": 1, "unknown_task": 1}
 
 
