@@ -76,13 +76,20 @@ def test_bad_rows_refuse_whole_file_and_list_every_problem(client, ops, session,
         '{"external_id": "g", "data": {}, "gold_label": "horse"}\n'
         '{"external_id": "d", "data": "text"}\n'
         '{"external_id": "ok2", "data": {}}\n'
+        '{"external_id": "s", "data": {"text": "\\ud800"}}\n'
     )
     response = upload(client, ops, project_id, body, "application/x-ndjson")
     assert response.status_code == 422
     error = response.get_json()["error"]
     problems = {(row["line"], row["field"]) for row in error["details"]["rows"]}
-    assert problems == {(2, "external_id"), (3, "_line"), (4, "gold_label"), (5, "data")}
-    assert error["details"]["rejected"] == 4
+    assert problems == {
+        (2, "external_id"),
+        (3, "_line"),
+        (4, "gold_label"),
+        (5, "data"),
+        (7, "data"),  # valid JSON, but an unpaired surrogate no database stores
+    }
+    assert error["details"]["rejected"] == 5
     assert stored(session, project_id) == {}
 
 
