@@ -8,8 +8,13 @@ Gold: each batch records a sample of the project's gold items. Pull workforces
 (the internal pool) serve them on demand, so each worker's share follows
 `gold_rate` (see `orchestrator.services.pool`). Push workforces receive them as
 ordinary tasks with `overlap` slots each, about `gold_rate` of the batch's tasks.
+Ordinary items go to a workforce once, so a gold item seen in two of its batches
+would give itself away: a push workforce gets gold it has not been sent before, and
+only once all of the project's gold has gone to it are items sent again (logged, so
+that ops can add gold).
 """
 
+import logging
 import random
 from collections.abc import Sequence
 from datetime import datetime
@@ -25,6 +30,8 @@ from orchestrator.models.batches import CLOSED_BATCH_STATUSES, LIVE_STATUSES
 from orchestrator.services import budgets, webhooks
 from orchestrator.services.projects import get_project
 from orchestrator.services.workforces import connector_for, get_workforce
+
+log = logging.getLogger(__name__)
 
 
 def pending_items(session: Session, project: Project) -> list[tuple[int, int]]:
@@ -87,20 +94,50 @@ def dispatch(
         session, project, workforce, pending, gold_ids, size, is_pull=connector.gold_on_demand
     )
     batches = []
+    pull = connector.gold_on_demand
+    sent_gold = set() if pull else _gold_sent(session, project.id, workforce.id)
     for start in range(0, len(pending), size):
         chunk = pending[start : start + size]
-        gold = rng.sample(
-            gold_ids, min(len(gold_ids), gold_sample_size(len(chunk), project.gold_rate))
-        )
-        batch = _create_batch(
-            session, project, workforce, chunk, gold, connector.gold_on_demand, due_at
-        )
+        wanted = min(len(gold_ids), gold_sample_size(len(chunk), project.gold_rate))
+        gold = _draw_gold(rng, gold_ids, sent_gold, wanted)
+        if not pull:
+            if sent_gold.intersection(gold):
+                log.warning(
+                    "gold sent again to a workforce: the project needs more gold items",
+                    extra={"project_id": project.id, "workforce_id": workforce.id},
+                )
+            sent_gold.update(gold)
+        batch = _create_batch(session, project, workforce, chunk, gold, pull, due_at)
         reservation.apply(session, batch)  # billing: reserve the slots before publishing
         _publish(session, project, batch, connector)
         batches.append(batch)
     slots = sum(batch.slot_count for batch in batches)
     refresh_statistics(session, slots, Assignment, BatchItem)
     return batches
+
+
+def _gold_sent(session: Session, project_id: int, workforce_id: int) -> set[int]:
+    """The project's gold items already placed in any of a workforce's batches."""
+    return set(
+        session.scalars(
+            sa.select(BatchItem.item_id)
+            .join(Batch, Batch.id == BatchItem.batch_id)
+            .where(
+                Batch.project_id == project_id,
+                Batch.workforce_id == workforce_id,
+                BatchItem.is_gold.is_(True),
+            )
+        )
+    )
+
+
+def _draw_gold(rng: random.Random, gold_ids: list[int], sent: set[int], wanted: int) -> list[int]:
+    """Draw `wanted` gold items, those not in `sent` first (all of `gold_ids` if none sent)."""
+    fresh = [item_id for item_id in gold_ids if item_id not in sent]
+    if len(fresh) >= wanted:
+        return rng.sample(fresh, wanted)
+    again = [item_id for item_id in gold_ids if item_id in sent]
+    return fresh + rng.sample(again, wanted - len(fresh))
 
 
 def _create_batch(

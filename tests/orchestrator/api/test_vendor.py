@@ -161,6 +161,37 @@ def test_no_vendor_route_reveals_gold(campaign, acme):
     assert {row["task_ref"] for row in accepted} & gold  # gold rows were among them
 
 
+def test_a_vendor_gets_gold_it_has_not_seen_until_all_gold_has_gone_to_it(
+    client, ops, make_key, session, caplog
+):
+    # 4 gold items; batches of 3 items at 40% gold get 2 gold each.
+    campaign = VendorCampaign(client, ops, make_key, session, gold_rate=0.4)
+    campaign.import_items(9, gold=4)
+    workforce = campaign.vendor_workforce("acme")
+
+    def gold_data(batch_id):
+        key = make_key("vendor", vendor="acme")
+        gold = campaign.gold_refs(batch_id)
+        return {
+            json.dumps(t["data"]) for t in campaign.tasks(key, batch_id) if t["task_ref"] in gold
+        }
+
+    first, second = (campaign.vendor_batch(workforce, max_items=3) for _ in range(2))
+    assert len(gold_data(first)) == len(gold_data(second)) == 2
+    # Ordinary items go out once: gold recurring in a vendor's batches would mark it.
+    assert not gold_data(first) & gold_data(second)
+    assert "gold sent again" not in caplog.text
+    third = campaign.vendor_batch(workforce, max_items=3)  # every gold item has gone out
+    assert len(gold_data(third)) == 2
+    assert "gold sent again to a workforce" in caplog.text
+    # Another workforce starts afresh: all 4 gold items are new to it.
+    caplog.clear()
+    campaign.import_items(12, gold=4)  # 3 more items
+    beta = campaign.vendor_workforce("beta")
+    assert campaign.dispatch(beta, max_items=3).status_code == 201
+    assert "gold sent again" not in caplog.text
+
+
 def test_rows_are_checked_and_valid_ones_stored(campaign, acme):
     key, batch_id = acme
     refs = [t["task_ref"] for t in campaign.tasks(key, batch_id)]
