@@ -162,6 +162,10 @@ class AggregationResult:
             aggregated label under the smoothed stopping posterior (see
             :func:`quality.dawid_skene.fit_dawid_skene`), which is less overconfident than
             ``confidence_`` when items have few answers. Other methods: ``confidence_``.
+            Gold tasks: the same, from their answers alone (the most probable label's
+            probability, the gold label set aside), so that dynamic overlap buys answers for
+            gold exactly as for other tasks and a workforce cannot tell gold by which tasks
+            get more answers.
         skills_: Worker id -> skill in [0, 1]. Dawid-Skene: prior-weighted accuracy
             ``sum_k prior[k] * confusion[k][k]``, the probability of answering a random task
             correctly. Majority vote and Wawa: share of the worker's answers that agree with
@@ -195,15 +199,22 @@ def _task_dicts(
     task_ids: list[Any],
     labels: tuple[str, ...],
     posteriors: NDArray[np.float64],
-    stopping: NDArray[np.float64] | None,
+    stopping: NDArray[np.float64],
+    gold_rows: NDArray[np.intp],
 ) -> tuple[dict[Any, str], dict[Any, dict[str, float]], dict[Any, float], dict[Any, float]]:
-    """Turn ``(T, K)`` posteriors into the per-task dicts of :class:`AggregationResult`."""
+    """Turn ``(T, K)`` posteriors into the per-task dicts of :class:`AggregationResult`.
+
+    ``stopping`` holds the posteriors that decide dynamic overlap, with the gold tasks (rows
+    ``gold_rows``) not clamped to their gold label.
+    """
     rows = np.arange(len(task_ids))
     # argmax returns the first maximum, i.e. ties go to the label listed first.
     predicted = posteriors.argmax(axis=1)
     names = np.asarray(labels, dtype=object)[predicted].tolist()
     confidence = posteriors[rows, predicted].tolist()
-    stopping_confidence = confidence if stopping is None else stopping[rows, predicted].tolist()
+    stopping_rows = stopping[rows, predicted]
+    stopping_rows[gold_rows] = stopping[gold_rows].max(axis=1)
+    stopping_confidence = stopping_rows.tolist()
     # map/zip rather than a comprehension: this loop runs once per task (333k dicts take
     # about half a second either way; this is the faster of the two).
     distributions = map(dict, map(zip, repeat(labels), posteriors.tolist()))
@@ -278,7 +289,7 @@ def _dawid_skene(
     task_ids = fit.tasks.tolist()
     worker_ids = fit.workers.tolist()
     labels_, probas_, confidence_, stopping_ = _task_dicts(
-        task_ids, labels, fit.posteriors, fit.stopping_posteriors
+        task_ids, labels, fit.posteriors, fit.stopping_posteriors, np.flatnonzero(fit.is_gold)
     )
     confusion_ = {
         worker: {
@@ -322,12 +333,14 @@ def _crowdkit_method(
     from . import _crowdkit  # deferred: importing crowd-kit takes seconds
 
     fit = _crowdkit.fit_crowdkit(method, enc, resolved)
+    # These models cannot take gold: overwrite the gold tasks' results with the known label,
+    # and decide dynamic overlap on what the model made of their answers.
+    stopping = fit.posteriors.copy()
     posteriors = fit.posteriors
-    # These models cannot take gold: overwrite the gold tasks' results with the known label.
     posteriors[gold_task] = 0.0
     posteriors[gold_task, gold_label] = 1.0
     labels_, probas_, confidence_, stopping_ = _task_dicts(
-        enc.tasks.tolist(), enc.labels, posteriors, None
+        enc.tasks.tolist(), enc.labels, posteriors, stopping, np.unique(gold_task)
     )
     closed_form = method in ("majority_vote", "wawa")
     return AggregationResult(

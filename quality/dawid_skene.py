@@ -241,7 +241,8 @@ class DawidSkeneFit:
         workers: Worker ids; row ``w`` of every per-worker array is ``workers[w]``.
         posteriors: ``(T, K)`` posterior class probabilities at the final parameters.
         stopping_posteriors: ``(T, K)`` posteriors recomputed with heavily smoothed confusion
-            matrices (see :func:`fit_dawid_skene`), for dynamic-overlap decisions.
+            matrices (see :func:`fit_dawid_skene`), for dynamic-overlap decisions; gold
+            tasks' are not clamped to their gold label.
         predicted: ``(T,)`` code of the most probable class (ties go to the earlier label).
         is_gold: ``(T,)`` True for tasks clamped to a known gold label.
         priors: ``(K,)`` class prior.
@@ -404,9 +405,12 @@ class _Model:
         return self._finish_counts(partial)
 
     def e_step(
-        self, confusion: Float, priors: Float, out: Float, *, count: bool = True
+        self, confusion: Float, priors: Float, out: Float, *, count: bool = True, clamp: bool = True
     ) -> tuple[float, Float, Float]:
         """Write ``(K, T)`` posteriors at these parameters into ``out``.
+
+        Gold tasks' posteriors are one-hot on their gold label unless ``clamp`` is False;
+        then they are what the answers alone say (``count`` must then be False too).
 
         Returns:
             The marginal log-likelihood (nats), the ``(W, K, K)`` expected counts and the
@@ -446,8 +450,9 @@ class _Model:
                 log_likelihood += float(gold_terms.sum()) - float(
                     shift[block.gold_row].sum() + log_total[block.gold_row].sum(dtype=np.float64)
                 )
-            posteriors[:, block.gold_row] = 0.0
-            posteriors[block.gold_label, block.gold_row] = 1.0
+            if clamp:
+                posteriors[:, block.gold_row] = 0.0
+                posteriors[block.gold_label, block.gold_row] = 1.0
             if count:
                 for klass in range(self.k - 1):
                     partial[klass] += block.counts_t @ posteriors[klass]
@@ -558,7 +563,8 @@ def fit_dawid_skene(
     expected counts plus ``stopping_off_diagonal_pseudo_count`` (default 1) in every
     off-diagonal cell and ``stopping_diagonal_pseudo_count`` (default 2) in every diagonal
     cell, then every row's accuracy capped at ``stopping_max_accuracy`` (default 0.92),
-    combined with the fitted prior; gold tasks stay one-hot.
+    combined with the fitted prior. Gold tasks are not clamped there: their stopping
+    posterior is what their answers alone say.
     The heavier smoothing pulls workers with few answers towards a moderately good worker
     instead of a perfect one. The fitted posterior is overconfident (mean 0.96-0.999 on gold
     where accuracy is 0.64-0.94); the stopping posterior is less so where dynamic overlap
@@ -639,7 +645,8 @@ def fit_dawid_skene(
         _normalise(counts + stopping_pseudo_counts), params.stopping_max_accuracy
     )
     stopping = np.empty_like(posteriors)
-    model.e_step(stopping_confusion, priors, stopping, count=False)
+    # Gold tasks unclamped: top-ups then treat them like any task (see AggregationResult).
+    model.e_step(stopping_confusion, priors, stopping, count=False, clamp=False)
 
     # The E-step normalises with a float32 sum (see _Model.e_step); renormalise the reported
     # distributions in float64 so they sum to 1 to the last digit.

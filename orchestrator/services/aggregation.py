@@ -14,8 +14,17 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from connectors import registry
 from orchestrator.db import utcnow
-from orchestrator.models import AggregationRun, Answer, Assignment, Item, Project, WorkerProject
+from orchestrator.models import (
+    AggregationRun,
+    Answer,
+    Assignment,
+    Item,
+    Project,
+    WorkerProject,
+    Workforce,
+)
 from orchestrator.services import budgets
 from orchestrator.services.projects import get_project
 from orchestrator.services.rate_cards import Pricing, pricing_for
@@ -180,6 +189,9 @@ def top_up(session: Session, project_id: int) -> int:
 
     Decided from the stored stopping confidence of the last aggregation, never from
     raw agreement. Items with an open or leased slot already wait for that answer.
+    Gold items that a workforce received as ordinary tasks (every workforce but the
+    internal pool, which serves gold on demand) are topped up by the same rule, from what
+    their answers alone say: a workforce must not tell gold by which tasks get more answers.
     """
     project = get_project(session, project_id)
     if project.status != "active":
@@ -197,7 +209,6 @@ def top_up(session: Session, project_id: int) -> int:
     candidates = session.execute(
         sa.select(Item.id, Item.answer_count, Item.stopping_confidence).where(
             Item.project_id == project.id,
-            Item.gold_label.is_(None),
             Item.answer_count >= project.overlap,
             Item.stopping_confidence < project.confidence_target,
             Item.id.not_in(live),
@@ -225,12 +236,19 @@ def top_up(session: Session, project_id: int) -> int:
     home: dict[int, tuple[int, int]] = {}
     for item_id, batch_id, workforce_id in last_slots:
         home.setdefault(item_id, (batch_id, workforce_id))
+    gold = set(
+        session.scalars(sa.select(Item.id).where(Item.id.in_(wanted), Item.gold_label.is_not(None)))
+    )
+    on_demand = _serving_gold_on_demand(session, {home[i][1] for i in gold if i in home})
     opened = 0
     prices: dict[int, Pricing] = {}
     for item_id in wanted:
         if item_id not in home:
             continue
         batch_id, workforce_id = home[item_id]
+        is_gold = item_id in gold
+        if is_gold and workforce_id in on_demand:
+            continue  # the internal pool serves gold on demand, never as slots
         if workforce_id not in prices:
             prices[workforce_id] = pricing_for(
                 session, project_id=project.id, workforce_id=workforce_id
@@ -238,7 +256,7 @@ def top_up(session: Session, project_id: int) -> int:
         # Within budget: each slot is stored before the next is reserved, so the budget
         # sees it; the first slot that does not fit stops the top-up.
         reserved = budgets.reserve_slot(
-            session, project.id, workforce_id, gold=False, pricing=prices[workforce_id]
+            session, project.id, workforce_id, gold=is_gold, pricing=prices[workforce_id]
         )
         if reserved is None:
             break
@@ -248,7 +266,7 @@ def top_up(session: Session, project_id: int) -> int:
                 item_id=item_id,
                 project_id=project.id,
                 workforce_id=workforce_id,
-                is_gold=False,
+                is_gold=is_gold,
                 status="open",
                 reserved_micros=reserved,
                 created_at=utcnow(),
@@ -256,3 +274,11 @@ def top_up(session: Session, project_id: int) -> int:
         )
         opened += 1
     return opened
+
+
+def _serving_gold_on_demand(session: Session, workforce_ids: set[int]) -> set[int]:
+    """The workforces among these whose connector serves gold on demand (the internal pool)."""
+    rows = session.execute(
+        sa.select(Workforce.id, Workforce.connector).where(Workforce.id.in_(workforce_ids))
+    )
+    return {workforce_id for workforce_id, name in rows if registry.load(name).gold_on_demand}

@@ -15,6 +15,7 @@ from orchestrator.models import (
     IdempotencyKey,
     Item,
     LedgerEntry,
+    Worker,
     Workforce,
 )
 from orchestrator.services import idempotency
@@ -190,6 +191,43 @@ def test_a_vendor_gets_gold_it_has_not_seen_until_all_gold_has_gone_to_it(
     beta = campaign.vendor_workforce("beta")
     assert campaign.dispatch(beta, max_items=3).status_code == 201
     assert "gold sent again" not in caplog.text
+
+
+def test_dynamic_overlap_tops_up_gold_like_any_task(client, ops, make_key, session):
+    # A vendor answering every task with two workers who disagree makes every ordinary
+    # task unsure. Had only those got more slots, the tasks refused a third answer would
+    # have been exactly the gold ones.
+    campaign = VendorCampaign.with_gold(
+        client, ops, make_key, session, max_overlap=4, confidence_target=0.95
+    )
+    batch_id = campaign.vendor_batch(campaign.vendor_workforce("acme"))
+    key = make_key("vendor", vendor="acme")
+    refs = [task["task_ref"] for task in campaign.tasks(key, batch_id)]
+    gold = campaign.gold_refs(batch_id)
+    rows = [{"task_ref": refs[0], "worker_id": "first0", "label": "cat"}]  # the batch stays open
+    for n, ref in enumerate(refs[1:], 1):
+        rows += [
+            {"task_ref": ref, "worker_id": f"first{n}", "label": "cat"},
+            {"task_ref": ref, "worker_id": f"second{n}", "label": "dog"},
+        ]
+    assert campaign.submit(key, batch_id, rows).get_json()["rejected_count"] == 0
+    topped = client.post(f"/api/v1/projects/{campaign.project_id}/aggregate", headers=ops)
+    assert topped.status_code == 200 and topped.get_json()["topped_up"] == len(refs) - 1
+    third = [
+        {"task_ref": ref, "worker_id": f"third{n}", "label": "cat"} for n, ref in enumerate(refs)
+    ]
+    body = campaign.submit(key, batch_id, third).get_json()
+    assert {row["task_ref"] for row in body["accepted"]} == set(refs)
+    assert body["rejected"] == []
+    assert gold & set(refs[1:])  # gold among the topped-up tasks
+    # Their answers are scored as gold, like every other gold answer.
+    scored = session.scalars(
+        sa.select(Answer.is_correct).where(
+            Answer.batch_id == batch_id,
+            Answer.worker_id.in_(sa.select(Worker.id).where(Worker.external_id.like("third%"))),
+        )
+    ).all()
+    assert sum(value is not None for value in scored) == len(gold)
 
 
 def test_rows_are_checked_and_valid_ones_stored(campaign, acme):
