@@ -417,6 +417,7 @@ class _Model:
             ``(K,)`` expected number of tasks per class under the new posteriors: the
             sufficient statistics of the next M-step (left at zero when ``count`` is False).
         """
+        assert clamp or not count, "expected counts need the gold tasks clamped"
         # by_answer[w*K + l, k] = log theta[w, k, l]: one row per (worker, answered label)
         # with the K classes side by side, so one sparse pass gathers all classes at once.
         by_answer = np.ascontiguousarray(

@@ -6,8 +6,9 @@ plan drawn from the row schema (keys, types, lengths, ranges, storable text); wh
 every row passes, the rows are taken as loaded. A single row that does not pass
 sends the whole list through the schema, so every error is reported exactly as the
 schema reports it. Only flat schemas of strings and integers get a plan; any other
-schema always goes through marshmallow. A string with a NUL character or an unpaired surrogate
-always goes through the schema too (`Text` refuses it; a plain String may accept it).
+schema always goes through marshmallow. A string with a NUL character or an unpaired
+surrogate always goes through the schema too (`Text` refuses it; a plain String may
+accept it).
 """
 
 from dataclasses import dataclass
