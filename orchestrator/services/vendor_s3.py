@@ -535,7 +535,16 @@ def _ingest_results(
                 recorded = _recorded(session, target.workforce_id, (o.key for o in listed))
             fresh = [o for o in listed if (o.key, o.etag) not in recorded][:limit]
             for obj in fresh:
-                counts[ingest_object(sessions, target, obj)] += 1
+                try:
+                    counts[ingest_object(sessions, target, obj)] += 1
+                except WorkforceUnavailableError:
+                    raise
+                except Exception:  # one file's fault must not hold back the others
+                    log.exception(
+                        "S3 results file failed; retried next run",
+                        extra={"workforce_id": target.workforce_id, "key": obj.key},
+                    )
+                    counts["failed"] += 1
             counts["reported"] += write_reports(sessions, target)
         except WorkforceUnavailableError as exc:  # nothing half-done: the next run goes on
             log.warning(

@@ -464,6 +464,30 @@ def test_bad_rows_are_rejected_with_a_reason_in_the_report(
     assert figures["rejected_by_reason"] == {"invalid_label": 1, "unknown_task": 1}
 
 
+def test_a_file_that_fails_holds_back_no_other_and_is_retried(
+    campaign, acme, vendor, sessions, make_key, monkeypatch
+):
+    _, batch_id = acme
+    key = make_key("vendor", vendor="acme")
+    first, second = answers_for(campaign, key, batch_id, ["w1"])[:2]
+    vendor.put_rows(f"{PREFIX}results/{batch_id}/a.jsonl", [first])
+    vendor.put_rows(f"{PREFIX}results/{batch_id}/b.jsonl", [second])
+    ingest = vendor_s3.ingest_object
+
+    def broken_on_a(sessions, target, listed):
+        if listed.key.endswith("/a.jsonl"):
+            raise RuntimeError("a bug met by one file")
+        return ingest(sessions, target, listed)
+
+    monkeypatch.setattr(vendor_s3, "ingest_object", broken_on_a)
+    assert _ran(run(sessions, "ingest_s3_results")) == {"failed": 1, "processed": 1, "reported": 1}
+    assert vendor.report(batch_id, "b")["accepted_count"] == 1
+    monkeypatch.setattr(vendor_s3, "ingest_object", ingest)  # fixed: the file is taken up again
+    assert _ran(run(sessions, "ingest_s3_results")) == {"processed": 1, "reported": 1}
+    assert vendor.report(batch_id, "a")["accepted_count"] == 1
+    assert campaign.count(Answer, Answer.batch_id == batch_id) == 2
+
+
 def test_results_for_another_vendors_batch_are_refused(
     campaign, vendor, sessions, make_key, s3_server
 ):
