@@ -11,7 +11,9 @@ order, and ties between labels broken towards the label listed first.
 Gold: ``dawid_skene`` clamps gold tasks to their label during the fit, so gold also informs
 the worker confusion matrices and the class prior. The crowd-kit methods cannot take gold,
 so they fit on the answers alone and afterwards the gold tasks' labels and distributions are
-overwritten with the gold label (probability 1); their skills do not use gold.
+overwritten with the gold label (probability 1); their skills do not use gold. Either way
+a gold task's stopping confidence, which decides dynamic overlap, is what its answers alone
+say (see :class:`AggregationResult`).
 """
 
 from __future__ import annotations
@@ -164,8 +166,10 @@ class AggregationResult:
             ``confidence_`` when items have few answers. Other methods: ``confidence_``.
             Gold tasks: the same, from their answers alone (the most probable label's
             probability, the gold label set aside), so that dynamic overlap buys answers for
-            gold exactly as for other tasks and a workforce cannot tell gold by which tasks
-            get more answers.
+            gold as for other tasks and a workforce cannot tell gold by which tasks get more
+            answers. (Another task's label is the fitted posterior's, whose stopping
+            probability can fall below the maximum; they differ only where the two
+            posteriors disagree on the label.)
         skills_: Worker id -> skill in [0, 1]. Dawid-Skene: prior-weighted accuracy
             ``sum_k prior[k] * confusion[k][k]``, the probability of answering a random task
             correctly. Majority vote and Wawa: share of the worker's answers that agree with

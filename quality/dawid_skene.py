@@ -13,7 +13,8 @@ We fit it with EM, in log space, with three departures from the textbook/crowd-k
 * **Gold is observed, not corrected.** A gold task's class is known, so its posterior is
   one-hot on the gold label at *every* step (including the initialisation), and its term in
   the likelihood is ``log pi[g] + sum log theta[w, g, l]`` (the joint probability of its
-  answers and its known class) rather than a sum over classes.
+  answers and its known class) rather than a sum over classes. Only the stopping posterior,
+  computed once after the fit for dynamic overlap, leaves gold tasks unclamped.
 * **MAP with Dirichlet smoothing.** The M-step adds pseudo-counts to every worker's expected
   confusion counts -- ``confusion_diagonal_pseudo_count`` (default 1) to each diagonal cell,
   ``confusion_off_diagonal_pseudo_count`` (default 0.01) to each other cell -- and

@@ -25,10 +25,11 @@ SETTINGS = "orchestrator.settings"
 # a key revoked by another process stops working within this many seconds
 # (at once in the process that revokes it, and at once when it expires).
 KEY_CACHE_SECONDS = 5.0
-# Request bodies: JSON requests stay small (a full bulk submission of 5,000 answers is
-# about 3 MB), so a body past this is refused (413) before it is read and parsed. Item
-# imports stream files and may be far larger.
-MAX_BODY_BYTES = 16 * 1024 * 1024
+# Request bodies: JSON requests stay small (a bulk submission of 5,000 answers at every
+# field's length limit is about 3 MB in ASCII, under 40 MB with every character escaped
+# as \uXXXX pairs), so a body past this is refused (413) before it is read and parsed.
+# Item imports stream files and may be far larger.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
 # Instants a client may give (dates, deadlines): every backend stores them and adds to them.
 INSTANTS = validate.Range(

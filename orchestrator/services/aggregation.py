@@ -7,6 +7,7 @@ and each worker's skill. `top_up` then gives every item whose stopping confidenc
 is below the project's target (and that is under max_overlap) one more open slot.
 """
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from connectors import registry
+from connectors.base import UnknownConnectorError
 from orchestrator.db import utcnow
 from orchestrator.models import (
     AggregationRun,
@@ -31,6 +33,8 @@ from orchestrator.services.rate_cards import Pricing, pricing_for
 from quality.aggregation import aggregate
 from quality.errors import NotEnoughAnswersError
 from quality.overlap import additional_answers
+
+log = logging.getLogger("quorum.aggregation")
 
 
 @dataclass(frozen=True)
@@ -207,16 +211,19 @@ def top_up(session: Session, project_id: int) -> int:
         .scalar_subquery()
     )
     candidates = session.execute(
-        sa.select(Item.id, Item.answer_count, Item.stopping_confidence).where(
+        sa.select(
+            Item.id, Item.answer_count, Item.stopping_confidence, Item.gold_label.is_not(None)
+        ).where(
             Item.project_id == project.id,
             Item.answer_count >= project.overlap,
             Item.stopping_confidence < project.confidence_target,
             Item.id.not_in(live),
         )
     ).all()
+    gold = {item_id for item_id, _, _, is_gold in candidates if is_gold}
     wanted = [
         item_id
-        for item_id, answers, stopping in candidates
+        for item_id, answers, stopping, _ in candidates
         if additional_answers(
             answers=answers,
             stopping_confidence=stopping,
@@ -236,9 +243,6 @@ def top_up(session: Session, project_id: int) -> int:
     home: dict[int, tuple[int, int]] = {}
     for item_id, batch_id, workforce_id in last_slots:
         home.setdefault(item_id, (batch_id, workforce_id))
-    gold = set(
-        session.scalars(sa.select(Item.id).where(Item.id.in_(wanted), Item.gold_label.is_not(None)))
-    )
     on_demand = _serving_gold_on_demand(session, {home[i][1] for i in gold if i in home})
     opened = 0
     prices: dict[int, Pricing] = {}
@@ -277,8 +281,24 @@ def top_up(session: Session, project_id: int) -> int:
 
 
 def _serving_gold_on_demand(session: Session, workforce_ids: set[int]) -> set[int]:
-    """The workforces among these whose connector serves gold on demand (the internal pool)."""
+    """The workforces among these that serve gold on demand (the internal pool).
+
+    A workforce whose connector cannot be loaded counts as one: its gold gets no more
+    slots, as before gold was topped up, rather than failing the whole top-up.
+    """
+    if not workforce_ids:
+        return set()
     rows = session.execute(
         sa.select(Workforce.id, Workforce.connector).where(Workforce.id.in_(workforce_ids))
     )
-    return {workforce_id for workforce_id, name in rows if registry.load(name).gold_on_demand}
+    return {workforce_id for workforce_id, name in rows if _gold_on_demand(name)}
+
+
+def _gold_on_demand(connector: str) -> bool:
+    try:
+        return registry.load(connector).gold_on_demand
+    except UnknownConnectorError:
+        log.warning(
+            "connector cannot be loaded; its gold gets no top-up", extra={"connector": connector}
+        )
+        return True

@@ -8,10 +8,10 @@ Gold: each batch records a sample of the project's gold items. Pull workforces
 (the internal pool) serve them on demand, so each worker's share follows
 `gold_rate` (see `orchestrator.services.pool`). Push workforces receive them as
 ordinary tasks with `overlap` slots each, about `gold_rate` of the batch's tasks.
-Ordinary items go to a workforce once, so a gold item seen in two of its batches
-would give itself away: a push workforce gets gold it has not been sent before, and
-only once all of the project's gold has gone to it are items sent again (logged, so
-that ops can add gold).
+An ordinary item goes to a workforce once (again only after its slots there were
+withdrawn as overdue), so a gold item seen in two of its batches would give itself
+away: a push workforce gets gold it has not been sent before, and only once all of the
+project's gold has gone to it are items sent again (logged, so that ops can add gold).
 """
 
 import logging
@@ -31,7 +31,7 @@ from orchestrator.services import budgets, webhooks
 from orchestrator.services.projects import get_project
 from orchestrator.services.workforces import connector_for, get_workforce
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("quorum.dispatch")
 
 
 def pending_items(session: Session, project: Project) -> list[tuple[int, int]]:

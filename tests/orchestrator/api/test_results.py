@@ -141,6 +141,39 @@ def test_unsure_items_get_one_more_slot_up_to_max_overlap(client, ops, make_key,
     )
 
 
+def test_the_pool_never_tops_up_gold_it_serves_on_demand(client, ops, make_key, session):
+    # The pool serves gold on demand: however unsure a gold item's answers leave it, it
+    # gets no slot (a vendor's gold would: tests/orchestrator/api/test_vendor.py).
+    campaign = Campaign(
+        client,
+        ops,
+        make_key,
+        session,
+        overlap=2,
+        max_overlap=None,
+        confidence_target=0.95,
+        gold_rate=0.5,
+        gold_min_answers=1000,
+    )
+    campaign.import_items(4, gold=1)
+    campaign.dispatch()
+    votes = iter(["cat", "dog"] * 10)
+
+    def split_gold(slot, item):
+        return next(votes) if item.gold_label else truthful(slot, item)
+
+    campaign.work_until_done([campaign.worker(f"w{n}") for n in range(6)], answer_for=split_gold)
+    run = client.post(f"/api/v1/projects/{campaign.project_id}/aggregate", headers=ops).get_json()
+    gold = session.scalar(sa.select(Item).where(Item.gold_label.is_not(None)))
+    session.refresh(gold)
+    assert gold.answer_count >= 2 and gold.stopping_confidence < 0.95  # unsure by its answers
+    open_slots = session.scalars(
+        sa.select(Assignment.item_id).where(Assignment.status == "open")
+    ).all()
+    assert gold.id not in open_slots
+    assert run["topped_up"] == len(open_slots)
+
+
 def test_aggregate_without_answers_is_422(campaign):
     campaign.import_items(2)
     response = campaign.client.post(

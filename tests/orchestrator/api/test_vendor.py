@@ -10,6 +10,7 @@ from connectors.vendor import task_ref
 from orchestrator.db import utcnow
 from orchestrator.models import (
     Answer,
+    Assignment,
     Batch,
     BatchItem,
     IdempotencyKey,
@@ -213,6 +214,17 @@ def test_dynamic_overlap_tops_up_gold_like_any_task(client, ops, make_key, sessi
     assert campaign.submit(key, batch_id, rows).get_json()["rejected_count"] == 0
     topped = client.post(f"/api/v1/projects/{campaign.project_id}/aggregate", headers=ops)
     assert topped.status_code == 200 and topped.get_json()["topped_up"] == len(refs) - 1
+    # A gold top-up is a gold slot, reserved at the gold price like the batch's first ones.
+    slots = session.execute(
+        sa.select(
+            Assignment.item_id, Assignment.is_gold, Assignment.status, Assignment.reserved_micros
+        )
+        .join(Item, Item.id == Assignment.item_id)
+        .where(Assignment.batch_id == batch_id, Item.gold_label.is_not(None))
+    ).all()
+    opened = [slot for slot in slots if slot.status == "open"]
+    assert opened and all(slot.is_gold for slot in opened)
+    assert {slot.reserved_micros for slot in opened} == {s.reserved_micros for s in slots} != {0}
     third = [
         {"task_ref": ref, "worker_id": f"third{n}", "label": "cat"} for n, ref in enumerate(refs)
     ]
