@@ -7,7 +7,6 @@ and each worker's skill. `top_up` then gives every item whose stopping confidenc
 is below the project's target (and that is under max_overlap) one more open slot.
 """
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +14,6 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from connectors import registry
-from connectors.base import UnknownConnectorError
 from orchestrator.db import utcnow
 from orchestrator.models import (
     AggregationRun,
@@ -25,16 +22,14 @@ from orchestrator.models import (
     Item,
     Project,
     WorkerProject,
-    Workforce,
 )
 from orchestrator.services import budgets
 from orchestrator.services.projects import get_project
 from orchestrator.services.rate_cards import Pricing, pricing_for
+from orchestrator.services.workforces import serving_gold_on_demand
 from quality.aggregation import aggregate
 from quality.errors import NotEnoughAnswersError
 from quality.overlap import additional_answers
-
-log = logging.getLogger("quorum.aggregation")
 
 
 @dataclass(frozen=True)
@@ -243,7 +238,7 @@ def top_up(session: Session, project_id: int) -> int:
     home: dict[int, tuple[int, int]] = {}
     for item_id, batch_id, workforce_id in last_slots:
         home.setdefault(item_id, (batch_id, workforce_id))
-    on_demand = _serving_gold_on_demand(session, {home[i][1] for i in gold if i in home})
+    on_demand = serving_gold_on_demand(session, {home[i][1] for i in gold if i in home})
     opened = 0
     prices: dict[int, Pricing] = {}
     for item_id in wanted:
@@ -278,27 +273,3 @@ def top_up(session: Session, project_id: int) -> int:
         )
         opened += 1
     return opened
-
-
-def _serving_gold_on_demand(session: Session, workforce_ids: set[int]) -> set[int]:
-    """The workforces among these that serve gold on demand (the internal pool).
-
-    A workforce whose connector cannot be loaded counts as one: its gold gets no more
-    slots, as before gold was topped up, rather than failing the whole top-up.
-    """
-    if not workforce_ids:
-        return set()
-    rows = session.execute(
-        sa.select(Workforce.id, Workforce.connector).where(Workforce.id.in_(workforce_ids))
-    )
-    return {workforce_id for workforce_id, name in rows if _gold_on_demand(name)}
-
-
-def _gold_on_demand(connector: str) -> bool:
-    try:
-        return registry.load(connector).gold_on_demand
-    except UnknownConnectorError:
-        log.warning(
-            "connector cannot be loaded; its gold gets no top-up", extra={"connector": connector}
-        )
-        return True

@@ -22,6 +22,7 @@ from orchestrator.errors import InvalidInputError
 from orchestrator.models import Answer, Assignment, Item, Project, Worker, WorkerProject
 from orchestrator.models.types import BigId
 from orchestrator.services import bulk, ledger
+from orchestrator.services.workforces import serving_gold_on_demand
 from quality.gold import should_block
 
 
@@ -351,14 +352,19 @@ def block_worker(session: Session, project: Project, worker_id: int, *, reason: 
     reopen_slots(session, live_leases, ended_status="released")
     if not project.exclude_blocked_answers:
         return
+    theirs = [
+        Answer.project_id == project.id,
+        Answer.worker_id == worker_id,
+        Answer.status == "accepted",
+    ]
+    workforce_id = session.scalar(sa.select(Worker.workforce_id).where(Worker.id == worker_id))
+    if workforce_id in serving_gold_on_demand(session, {workforce_id}):
+        # The pool asks no gold again (it serves gold on demand): its gold answers stay.
+        # Elsewhere gold goes with the rest, so its slots reopen like any task's.
+        theirs.append(Answer.is_gold.is_(False))
     excluded = session.execute(
         sa.update(Answer)
-        .where(
-            Answer.project_id == project.id,
-            Answer.worker_id == worker_id,
-            Answer.status == "accepted",
-            Answer.is_gold.is_(False),
-        )
+        .where(*theirs)
         .values(status="excluded")
         .returning(Answer.assignment_id, Answer.item_id)
         .execution_options(synchronize_session=False)
@@ -404,8 +410,9 @@ def reopen_slots(session: Session, condition: sa.ColumnElement[bool], *, ended_s
     """End the matching slots with `ended_status` and put a fresh open slot in each one's place.
 
     The ended rows keep their worker, so history shows who saw what and the
-    hand-out never gives that worker the item again. Gold slots are not reopened:
-    the pool creates them on demand.
+    hand-out never gives that worker the item again. Gold slots reopen too, except the
+    internal pool's, which it creates on demand: elsewhere gold is an ordinary task, and
+    a workforce must not tell it by which tasks are asked again.
     """
     ended = session.execute(
         sa.update(Assignment)
@@ -421,19 +428,20 @@ def reopen_slots(session: Session, condition: sa.ColumnElement[bool], *, ended_s
         )
         .execution_options(synchronize_session=False)
     ).all()
+    on_demand = serving_gold_on_demand(session, {row.workforce_id for row in ended if row.is_gold})
     fresh = [
         {
             "batch_id": row.batch_id,
             "item_id": row.item_id,
             "project_id": row.project_id,
             "workforce_id": row.workforce_id,
-            "is_gold": False,
+            "is_gold": row.is_gold,
             "status": "open",
             "reserved_micros": row.reserved_micros,
             "created_at": utcnow(),
         }
         for row in ended
-        if not row.is_gold
+        if not (row.is_gold and row.workforce_id in on_demand)
     ]
     if fresh:
         session.execute(sa.insert(Assignment), fresh)

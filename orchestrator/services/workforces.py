@@ -1,5 +1,6 @@
 """Workforces: register, list, and build their connectors."""
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -8,10 +9,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from connectors import registry
-from connectors.base import Connector, ConnectorError
+from connectors.base import Connector, ConnectorError, UnknownConnectorError
 from orchestrator.errors import ConflictError, InvalidInputError, NotFoundError
 from orchestrator.models import Workforce
 from orchestrator.services.keys import ensure_vendor
+
+log = logging.getLogger("quorum.workforces")
 
 KINDS = ("internal", "mturk", "vendor")
 SECRET_KEY = re.compile(r"secret|password|passwd|token|api_?key|private_?key|access_?key", re.I)
@@ -99,3 +102,29 @@ def list_workforces(session: Session) -> list[Workforce]:
 def connector_for(workforce: Workforce) -> Connector:
     """Instantiate a workforce's connector with its stored configuration."""
     return registry.load(workforce.connector)(workforce.config)
+
+
+def serving_gold_on_demand(session: Session, workforce_ids: set[int]) -> set[int]:
+    """The workforces among these that serve gold on demand (the internal pool).
+
+    The others received gold as ordinary tasks, so its slots are topped up and reopened
+    like any task's. A workforce whose connector cannot be loaded counts as serving gold
+    on demand: its gold gets no more slots, rather than failing the caller.
+    """
+    if not workforce_ids:
+        return set()
+    rows = session.execute(
+        sa.select(Workforce.id, Workforce.connector).where(Workforce.id.in_(workforce_ids))
+    )
+    return {workforce_id for workforce_id, name in rows if _gold_on_demand(name)}
+
+
+def _gold_on_demand(connector: str) -> bool:
+    try:
+        return registry.load(connector).gold_on_demand
+    except UnknownConnectorError:
+        log.warning(
+            "connector cannot be loaded; its gold gets no more slots",
+            extra={"connector": connector},
+        )
+        return True

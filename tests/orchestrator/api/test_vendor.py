@@ -403,6 +403,10 @@ def test_worker_blocked_on_gold_is_refused_with_a_reason(campaign, acme):
     assert [(r["row"], r["code"]) for r in body["rejected"]] == [(3, "worker_blocked")]
     reason = body["rejected"][0]["reason"]
     assert "blocked" in reason and "another worker" in reason
+    # w-bad's answers are excluded and their slots asked again, gold like any task: of the
+    # 20 slots, w-good's answer alone is still taken.
+    batch = campaign.client.get(f"/api/v1/vendor/batches/{batch_id}", headers=key).get_json()
+    assert batch["open_slots"] == 19
     later = campaign.submit(
         key, batch_id, [{"task_ref": regular[1], "worker_id": "w-bad", "label": "cat"}]
     ).get_json()
