@@ -11,7 +11,6 @@ reversals outweigh its charges), so their amounts allow a sign.
 
 import csv
 import io
-from datetime import date
 from typing import Any
 
 from flask import Response, request
@@ -23,6 +22,8 @@ from sqlalchemy.orm import Session
 from billing.invoices import render_csv, render_html
 from billing.money import format_amount, from_micros
 from orchestrator.api.common import (
+    CURRENCY,
+    DAYS,
     MAX_ID,
     Money,
     PageQuerySchema,
@@ -42,9 +43,6 @@ INVOICE_READERS = ("admin", "finance")
 INVOICE_WRITERS = ("admin", "finance")
 BUDGET_WRITERS = ("admin", "ops")
 SIGNED_MONEY_PATTERN = r"^-?[0-9]+(\.[0-9]{1,6})?$"
-EARLIEST, LATEST = date(1970, 1, 1), date(9000, 1, 1)
-DAY = validate.Range(min=EARLIEST, max=LATEST)
-CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="must be a 3-letter ISO 4217 code such as USD")
 CSV, HTML, JSON = "text/csv", "text/html", "application/json"
 
 
@@ -99,8 +97,8 @@ class CostQuerySchema(Schema):
     project_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     workforce_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     vendor_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
-    start = fields.Date(validate=DAY, metadata={"description": "First UTC day (inclusive)"})
-    end = fields.Date(validate=DAY, metadata={"description": "Last UTC day (exclusive)"})
+    start = fields.Date(validate=DAYS, metadata={"description": "First UTC day (inclusive)"})
+    end = fields.Date(validate=DAYS, metadata={"description": "Last UTC day (exclusive)"})
     format = fields.String(
         validate=validate.OneOf(["json", "csv"]),
         metadata={"description": "Default: from the Accept header, else JSON."},
@@ -281,9 +279,9 @@ class InvoiceCreateSchema(Schema):
     """Build a draft invoice of a vendor's uninvoiced ledger entries before period_end."""
 
     vendor_id = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
-    period_start = fields.Date(required=True, validate=DAY)
+    period_start = fields.Date(required=True, validate=DAYS)
     period_end = fields.Date(
-        required=True, validate=DAY, metadata={"description": "Exclusive (UTC day)"}
+        required=True, validate=DAYS, metadata={"description": "Exclusive (UTC day)"}
     )
     group_by = fields.String(load_default="batch", validate=validate.OneOf(["batch", "project"]))
     number = Text(

@@ -31,10 +31,12 @@ KEY_CACHE_SECONDS = 5.0
 # Item imports stream files and may be far larger.
 MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
-# Instants a client may give (dates, deadlines): every backend stores them and adds to them.
-INSTANTS = validate.Range(
-    min=datetime(1970, 1, 1, tzinfo=UTC), max=datetime(9000, 1, 1, tzinfo=UTC)
-)
+# Instants and days a client may give (deadlines, periods): every backend stores them and
+# adds to them.
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+INSTANTS = validate.Range(min=EARLIEST, max=LATEST)
+DAYS = validate.Range(min=EARLIEST.date(), max=LATEST.date())
+CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="must be a 3-letter ISO 4217 code such as USD")
 
 
 def sessions() -> sessionmaker[Session]:

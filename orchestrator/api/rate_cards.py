@@ -8,6 +8,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import Session
 
 from orchestrator.api.common import (
+    CURRENCY,
     INSTANTS,
     Money,
     Text,
@@ -21,7 +22,6 @@ bp = Blueprint("rate_cards", __name__, url_prefix="/api/v1/workforces", descript
 
 READERS = ("admin", "ops", "finance")
 WRITERS = ("admin", "ops")
-CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="must be a 3-letter ISO 4217 code such as USD")
 
 
 class FeeTermsSchema(Schema):
