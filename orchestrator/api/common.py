@@ -26,9 +26,9 @@ SETTINGS = "orchestrator.settings"
 # (at once in the process that revokes it, and at once when it expires).
 KEY_CACHE_SECONDS = 5.0
 # Request bodies: JSON requests stay small (a bulk submission of 5,000 answers at every
-# field's length limit is about 3 MB in ASCII, under 40 MB with every character escaped
-# as \uXXXX pairs), so a body past this is refused (413) before it is read and parsed.
-# Item imports stream files and may be far larger.
+# field's length limit is about 3 MB in ASCII, under 40 MB with every character sent as a
+# 12-byte escaped surrogate pair), so a body past this is refused (413) before it is read
+# and parsed. Item imports stream files and may be far larger.
 MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
 # Instants and days a client may give (deadlines, periods): every backend stores them and

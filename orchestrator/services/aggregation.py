@@ -15,14 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from orchestrator.db import utcnow
-from orchestrator.models import (
-    AggregationRun,
-    Answer,
-    Assignment,
-    Item,
-    Project,
-    WorkerProject,
-)
+from orchestrator.models import AggregationRun, Answer, Assignment, Item, Project, WorkerProject
 from orchestrator.services import budgets
 from orchestrator.services.projects import get_project
 from orchestrator.services.rate_cards import Pricing, pricing_for
